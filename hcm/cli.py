@@ -1,0 +1,51 @@
+"""The ``hcm`` command: ``hcm prepare | pretrain | train | evaluate | report | schema``.
+
+Each subcommand lives in ``hcm/commands/<name>.py`` and exposes
+``register(subparsers)``; heavy imports happen inside the command, so ``hcm --help``
+is fast. User errors (:class:`hcm.errors.HCMError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from hcm import __version__
+from hcm.errors import HCMError
+
+#: subcommand modules under hcm.commands, in the order shown by --help
+COMMANDS: tuple[str, ...] = ("schema",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hcm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hcm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"hcm.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except HCMError as exc:
+        print(f"hcm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hcm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Typed training configuration: YAML files with ``_base_`` inheritance, ``--set`` overrides,
+variant overlays and a JSON schema.
+
+Resolution order (later wins): the ``_base_`` chain of the recipe file, the recipe
+file itself, the overlay of the chosen ``variant`` (``VARIANTS``), the ``--set``
+overrides. The result is validated by :class:`TrainConfig` (unknown keys are errors)
+and is written in full to every run directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hcm.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(_Section):
+    name: str = Field(description="registered dataset name, e.g. market1501 or synth-market")
+    root: str = Field("data", description="dataset folder or its parent")
+    index: str | None = Field(None, description="index file written by `hcm prepare` (read instead of scanning)")
+    msmt_train_lists: Literal["train+val", "train"] = Field(
+        "train+val", description="MSMT17 list files forming the training set"
+    )
+    val_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="fraction of training identities held out as a validation split (0 = none)",
+    )
+    synth_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="generator parameters overriding a synthetic preset"
+    )
+
+
+class ModelConfig(_Section):
+    arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet50"
+    weights: str = Field("imagenet", description="'imagenet', 'none', or a path to a checkpoint")
+    last_stride: Literal[1, 2] = 1
+    pooling: Literal["gem", "avg"] = "gem"
+    gem_p: float = Field(3.0, gt=0)
+
+
+class InputConfig(_Section):
+    height: int = Field(256, gt=0)
+    width: int = Field(128, gt=0)
+    flip_p: float = Field(0.5, ge=0, le=1)
+    pad: int = Field(10, ge=0)
+    erasing_p: float = Field(0.5, ge=0, le=1)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class SamplerConfig(_Section):
+    batch_size: int = Field(256, gt=0, description="P x K images per optimiser step")
+    num_instances: int = Field(16, gt=0, description="K images per pseudo identity")
+    accum_steps: int = Field(
+        1, gt=0, description="split each batch into this many micro-batches (gradient accumulation)"
+    )
+
+
+class ClusterConfig(_Section):
+    algorithm: str = Field("dbscan", description="registered clusterer")
+    eps: float = Field(0.6, gt=0, lt=1)
+    min_samples: int = Field(4, gt=0)
+    k1: int = Field(30, gt=0)
+    k2: int = Field(6, gt=0)
+
+
+class LossConfig(_Section):
+    identity: bool = Field(True, description="use the identity-level dynamic contrast loss L_id")
+    image: bool = Field(True, description="use the image-level sample constraint loss L_img")
+    dynamic_factor: str = Field("focal", description="registered dynamic factor form")
+    gamma: float = Field(2.0, ge=0, description="focusing exponent of the focal dynamic factor")
+    tau: float = Field(0.05, gt=0, description="temperature of L_id")
+    tau_v: float = Field(0.05, gt=0, description="temperature of L_img")
+    lambda_img: float = Field(1.0, ge=0, description="weight of L_img")
+    n_neg: int = Field(50, gt=0, description="hardest negatives per anchor in L_img")
+
+
+class MemoryConfig(_Section):
+    momentum_identity: float = Field(0.1, ge=0, lt=1, description="m_c, weight of the old centroid")
+    momentum_image: float = Field(0.2, ge=0, lt=1, description="m_v, weight of the old image feature")
+
+
+class OptimConfig(_Section):
+    lr: float = Field(3.5e-4, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    step_size: int = Field(20, gt=0)
+    lr_gamma: float = Field(0.1, gt=0)
+    epochs: int = Field(50, ge=0)
+    iters: int = Field(200, gt=0)
+
+
+class EvalConfig(_Section):
+    every: int = Field(10, ge=0, description="test-set evaluation every N epochs, for curves only (0 = end only)")
+    batch_size: int = Field(256, gt=0)
+    flip: bool = Field(False, description="average features of the image and its mirror")
+    rerank: bool = Field(False, description="k-reciprocal re-ranking of the test distances")
+    metric: Literal["cosine", "euclidean"] = "cosine"
+    select: Literal["final", "val"] = Field(
+        "final", description="reported checkpoint: the final one, or the best on the validation split"
+    )
+
+
+class RuntimeConfig(_Section):
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    amp: Literal["auto", "on", "off"] = "auto"
+    workers: int = Field(0, ge=0, description="data-loader worker processes")
+    threads: int | None = Field(None, gt=0, description="torch intra-op threads (None = torch default)")
+    checkpoint_every: int = Field(1, gt=0)
+    deterministic: bool = Field(True, description="ask torch for deterministic algorithms")
+
+
+VariantName = Literal[
+    "hcm", "baseline", "identity_only", "image_only", "no_dynamic", "supervised", "untrained"
+]
+
+#: What each variant sets. Variants are data: one trainer, one loss module.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "hcm": {"labels": "pseudo", "adapt": True,
+            "loss": {"identity": True, "image": True, "dynamic_factor": "focal"}},
+    "baseline": {"labels": "pseudo", "adapt": True,
+                 "loss": {"identity": True, "image": False, "dynamic_factor": "none"}},
+    "identity_only": {"labels": "pseudo", "adapt": True,
+                      "loss": {"identity": True, "image": False, "dynamic_factor": "focal"}},
+    "image_only": {"labels": "pseudo", "adapt": True,
+                   "loss": {"identity": False, "image": True}},
+    "no_dynamic": {"labels": "pseudo", "adapt": True,
+                   "loss": {"identity": True, "image": True, "dynamic_factor": "none"}},
+    "supervised": {"labels": "true", "adapt": True,
+                   "loss": {"identity": True, "image": True, "dynamic_factor": "focal"}},
+    "untrained": {"labels": "pseudo", "adapt": False},
+}
+
+
+class TrainConfig(_Section):
+    """The full, resolved configuration of one training run."""
+
+    seed: int = 0
+    variant: VariantName = "hcm"
+    labels: Literal["pseudo", "true"] = Field("pseudo", description="pseudo labels, or true labels (upper bound)")
+    adapt: bool = Field(True, description="False: evaluate the initial backbone only (lower bound)")
+    dataset: DatasetConfig
+    model: ModelConfig = ModelConfig()
+    input: InputConfig = InputConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    loss: LossConfig = LossConfig()
+    memory: MemoryConfig = MemoryConfig()
+    optim: OptimConfig = OptimConfig()
+    eval: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class PretrainConfig(_Section):
+    """Supervised pretraining on a labelled source set (cross-entropy + triplet)."""
+
+    seed: int = 0
+    dataset: DatasetConfig
+    model: ModelConfig = ModelConfig()
+    input: InputConfig = InputConfig()
+    sampler: SamplerConfig = SamplerConfig(batch_size=64, num_instances=4)
+    optim: OptimConfig = OptimConfig(epochs=10, iters=100)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    triplet_margin: float = Field(0.3, gt=0)
+    eval: EvalConfig = EvalConfig(every=0)
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def deep_merge(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``other`` wins; neither input is modified."""
+    out = copy.deepcopy(base)
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_yaml_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML recipe, following its ``_base_`` (a path or list of paths, relative to it)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise ConfigError(f"{path}: circular _base_ chain: {chain}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax at the position shown") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = deep_merge(merged, load_yaml_chain(path.parent / base, (*_seen, path)))
+    return deep_merge(merged, data)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["optim.lr=1e-3", "loss.image=false"]`` -> nested dict; values are parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. --set optim.lr=0.001)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node[parts[-1]] = value
+    return out
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError(
+            f"{source}: invalid configuration:\n" + "\n".join(lines)
+            + "\nfix these keys in the file or with --set KEY=VALUE (schema: `hcm schema`)"
+        ) from None
+
+
+def resolve_train_config(data: dict[str, Any], overrides: dict[str, Any] | None = None,
+                         source: str = "<config>") -> TrainConfig:
+    """Apply the variant overlay and the overrides to ``data`` and validate."""
+    overrides = overrides or {}
+    variant = overrides.get("variant", data.get("variant", "hcm"))
+    if variant not in VARIANTS:
+        raise ConfigError(f"{source}: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    merged = deep_merge(deep_merge(data, VARIANTS[variant]), overrides)
+    merged["variant"] = variant
+    return _validate(TrainConfig, merged, source)
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    return resolve_train_config(load_yaml_chain(path), parse_overrides(overrides), source=str(path))
+
+
+def load_pretrain_config(path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
+    data = deep_merge(load_yaml_chain(path), parse_overrides(overrides))
+    return _validate(PretrainConfig, data, str(path))
+
+
+def json_schema(kind: Literal["train", "pretrain"] = "train") -> str:
+    model = TrainConfig if kind == "train" else PretrainConfig
+    return json.dumps(model.model_json_schema(), indent=2, sort_keys=True)
+
+
+def dump_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
