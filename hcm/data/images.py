@@ -1,0 +1,63 @@
+"""Image loading and a torch ``Dataset`` over image paths, with reproducible augmentation.
+
+An item can be requested as ``dataset[i]`` or as ``dataset[(i, seed)]``. With a
+seed, the transform runs under a forked torch RNG seeded with ``seed``, so the
+augmentation of a sample is a pure function of ``(image, seed)``: the same whatever
+the number of loader workers, the process, or what ran before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from hcm.errors import DatasetError
+
+Transform = Callable[[Image.Image], Any]
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image as RGB, fully decoded; a bad file raises :class:`DatasetError` naming it."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(
+            f"{path}: image listed in the dataset index is missing; re-run `hcm prepare` "
+            "or restore the file"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetError(
+            f"{path}: unreadable or truncated image ({exc}); re-extract this file from the "
+            "dataset archive, or delete it and re-run `hcm prepare`"
+        ) from None
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """``(transform(image), index)`` for each path; see the module docstring for seeds."""
+
+    def __init__(self, paths: Sequence[str], transform: Transform | None = None) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int]:
+        if isinstance(item, tuple):
+            index, seed = item
+        else:
+            index, seed = item, None
+        img = load_image(self.paths[index])
+        if self.transform is None:
+            return img, index
+        if seed is None:
+            return self.transform(img), index
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(img), index
