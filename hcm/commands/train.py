@@ -1,0 +1,28 @@
+"""``hcm train``: train one (dataset, variant, seed) run into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from hcm.commands._common import add_config_args, log_to_file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one run (any variant) into a run directory",
+                       description="Train one run. Writes OUT_DIR/config.yaml (resolved config), epochs.csv, "
+                                   "checkpoints/last.pt (every epoch), model.pt (the reported checkpoint) "
+                                   "and train_summary.json.")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hcm.config import load_train_config
+    from hcm.engine.trainer import train
+
+    cfg = load_train_config(args.config, args.overrides)
+    log_to_file(args.out_dir / "train.log")
+    summary = train(cfg, args.out_dir, resume=args.resume, progress=not args.no_progress)
+    print(f"{args.out_dir}: {summary['selection']} checkpoint of epoch {summary['selected_epoch']} "
+          f"({summary['wall_time_s']:.0f} s)")
+    return 0

@@ -1,0 +1,1 @@
+"""Training and evaluation loops: unsupervised HCM training, supervised pretraining, evaluation."""

@@ -1,0 +1,188 @@
+"""The epoch loop shared by HCM training and supervised pretraining.
+
+It owns the run directory: the resolved config, the per-epoch history
+(``epochs.csv``), the checkpoint written atomically after every epoch
+(``checkpoints/last.pt``) and resuming from it. Subclasses say what an epoch does
+and what the run produces at the end.
+
+Every random draw of an epoch derives from ``(seed, epoch)`` (sampler order,
+augmentation seeds); model initialisation from ``seed``. So a run resumed from its
+checkpoint ends with the same weights as an uninterrupted run (bit for bit on the CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from hcm.config import dump_yaml
+from hcm.engine.checkpoint import load_checkpoint, save_checkpoint
+from hcm.engine.history import EPOCH_COLUMNS, write_history
+from hcm.engine.setup import DataSplits, Runtime, build_optimizer, build_scheduler, load_splits, setup_runtime
+from hcm.errors import ConfigError
+from hcm.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Files of one run directory (the contract with evaluation, MLflow logging and reports)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def epochs(self) -> Path:
+        return self.root / "epochs.csv"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "checkpoints" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "checkpoints" / "best.pt"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.pt"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "train_summary.json"
+
+
+@dataclass
+class LoopState:
+    """Everything besides model/optimiser weights that a resumed run needs."""
+
+    epoch: int = 0  # completed epochs
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: float = -math.inf
+    best_epoch: int = -1
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class LoopContext:
+    """What an epoch works with."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    splits: DataSplits
+    runtime: Runtime
+
+
+class EpochLoop:
+    """Run ``num_epochs`` epochs into ``out_dir``; subclasses implement the hooks below."""
+
+    history_columns: tuple[str, ...] = EPOCH_COLUMNS
+
+    def __init__(self, cfg: Any, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.paths = RunPaths(Path(out_dir))
+        self.resume = resume
+        self.progress = progress
+
+    # hooks --------------------------------------------------------------
+    def num_epochs(self) -> int:
+        return int(self.cfg.optim.epochs)
+
+    def build_model(self, splits: DataSplits) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def epoch(self, epoch: int, ctx: LoopContext) -> dict[str, Any]:
+        """Train one epoch (0-based ``epoch``) and return its history row."""
+        raise NotImplementedError
+
+    def finish(self, ctx: LoopContext, state: LoopState, wall_s: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # machinery ------------------------------------------------------------
+    def _prepare_dir(self) -> bool:
+        """Write or compare ``config.yaml``; return whether to resume from a checkpoint."""
+        paths = self.paths
+        paths.root.mkdir(parents=True, exist_ok=True)
+        has_ckpt = paths.last.is_file()
+        if has_ckpt and not self.resume:
+            raise ConfigError(
+                f"{paths.last}: this run directory already holds a checkpoint; pass --resume to continue "
+                "it, or delete the directory to start again"
+            )
+        if has_ckpt and paths.config.is_file():
+            old = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
+            new = self.cfg.to_dict()
+            # the runtime section (device, threads, workers) may change between sessions
+            diff = sorted(k for k in set(old) | set(new) if k != "runtime" and old.get(k) != new.get(k))
+            if diff:
+                raise ConfigError(
+                    f"{paths.config}: cannot resume, the run was started with a different config "
+                    f"(differing: {', '.join(diff)}); use another --out-dir or delete this one"
+                )
+        atomic_write_text(paths.config, dump_yaml(self.cfg))
+        return has_ckpt
+
+    def save_state(self, ctx: LoopContext, state: LoopState) -> None:
+        save_checkpoint(self.paths.last, {
+            "model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
+            "scheduler": ctx.scheduler.state_dict(), "scaler": ctx.scaler.state_dict(),
+            "state": asdict(state), "config": self.cfg.to_dict(),
+        })
+
+    def run(self) -> dict[str, Any]:
+        resuming = self._prepare_dir()
+        runtime = setup_runtime(self.cfg.runtime)
+        splits = load_splits(self.cfg.dataset, self.cfg.seed)
+        model = self.build_model(splits).to(runtime.device)
+        optimizer = build_optimizer(model, self.cfg.optim)
+        ctx = LoopContext(
+            model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, self.cfg.optim),
+            scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp), splits=splits,
+            runtime=runtime,
+        )
+        state = LoopState()
+        if resuming:
+            ckpt = load_checkpoint(self.paths.last)
+            ctx.model.load_state_dict(ckpt["model"])
+            ctx.optimizer.load_state_dict(ckpt["optimizer"])
+            ctx.scheduler.load_state_dict(ckpt["scheduler"])
+            ctx.scaler.load_state_dict(ckpt["scaler"])
+            state = LoopState(**ckpt["state"])
+            log.info("resuming %s after epoch %d", self.paths.root, state.epoch)
+
+        total = self.num_epochs()
+        started = time.perf_counter() - state.elapsed_s
+        for epoch in range(state.epoch, total):
+            row = self.epoch(epoch, ctx)
+            state.history.append(row)
+            state.epoch = epoch + 1
+            val = row.get("val_mAP", math.nan)
+            if isinstance(val, float) and not math.isnan(val) and val > state.best_val:
+                state.best_val, state.best_epoch = val, state.epoch
+                self.on_best(ctx, state)
+            state.elapsed_s = time.perf_counter() - started
+            write_history(self.paths.epochs, state.history, self.history_columns)
+            if state.epoch % self.cfg.runtime.checkpoint_every == 0 or state.epoch == total:
+                self.save_state(ctx, state)
+        write_history(self.paths.epochs, state.history, self.history_columns)
+        return self.finish(ctx, state, time.perf_counter() - started)
+
+    def on_best(self, ctx: LoopContext, state: LoopState) -> None:
+        """Called when the validation score improves (default: nothing)."""
+
+
+def format_row(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())

@@ -1,0 +1,78 @@
+"""What every loop needs before its first step: runtime, data splits, optimiser and schedule."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from hcm.config import DatasetConfig, OptimConfig, RuntimeConfig
+from hcm.data.dataset import ReIDDataset
+from hcm.utils.device import amp_enabled, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    amp: bool
+
+
+def setup_runtime(cfg: RuntimeConfig) -> Runtime:
+    """Pick the device and AMP, set torch's thread count and determinism."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if cfg.deterministic:
+        # warn_only: some CUDA kernels (e.g. index_add) have no deterministic version
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    amp = amp_enabled(cfg.amp, device)
+    log.info("device %s, AMP %s, %d CPU threads", device, "on" if amp else "off", torch.get_num_threads())
+    return Runtime(device=device, amp=amp)
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Training images, test query/gallery, and (optionally) a validation split of training identities."""
+
+    dataset: ReIDDataset
+    train: pd.DataFrame
+    query: pd.DataFrame
+    gallery: pd.DataFrame
+    val_query: pd.DataFrame | None = None
+    val_gallery: pd.DataFrame | None = None
+
+
+def load_splits(cfg: DatasetConfig, seed: int) -> DataSplits:
+    """Read the dataset (from its index when given) and hold out validation identities if asked."""
+    if cfg.index:
+        dataset = ReIDDataset.read_index(Path(cfg.index))
+    else:
+        from hcm.data import load_dataset
+
+        dataset = load_dataset(
+            cfg.name, cfg.root, train_lists=cfg.msmt_train_lists, synth_overrides=cfg.synth_overrides
+        )
+    train = dataset.train
+    val_query = val_gallery = None
+    if cfg.val_fraction > 0:
+        from hcm.data.split import holdout_identities
+
+        train, val_query, val_gallery = holdout_identities(train, cfg.val_fraction, seed)
+    return DataSplits(dataset, train.reset_index(drop=True), dataset.query, dataset.gallery,
+                      val_query, val_gallery)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Adam over trainable parameters, weight decay on all of them (Cluster Contrast's recipe)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.lr_gamma)
