@@ -134,6 +134,26 @@ def test_dynamic_contrast_float32_under_half_inputs() -> None:
     assert got.dtype == torch.float32
 
 
+def test_losses_ignore_autocast() -> None:
+    """Under (CPU bf16) autocast the similarities are still float32: same value as without."""
+    g = torch.Generator().manual_seed(6)
+    q = F.normalize(torch.randn(8, 64, generator=g), dim=1)
+    c = F.normalize(torch.randn(5, 64, generator=g), dim=1)
+    y = torch.randint(0, 5, (8,), generator=g)
+    labels = torch.arange(5).repeat(2)
+    v = F.normalize(torch.randn(10, 64, generator=g), dim=1)
+    idx = torch.arange(8)
+    plain = (dynamic_contrast_loss(q, c, y, tau=0.05),
+             sample_constraint_loss(q, v, labels, idx, labels[idx], tau_v=0.05, n_neg=3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (q @ c.t()).dtype == torch.bfloat16  # autocast is active
+        amp = (dynamic_contrast_loss(q, c, y, tau=0.05),
+               sample_constraint_loss(q, v, labels, idx, labels[idx], tau_v=0.05, n_neg=3))
+    for a, b in zip(plain, amp, strict=True):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------- L_img
 
 

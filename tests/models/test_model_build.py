@@ -96,3 +96,10 @@ def test_classifier_and_logits() -> None:
     assert model.classifier.bias is None
     with pytest.raises(RuntimeError, match="no classifier"):
         build_model(R18).logits(bn)
+
+
+def test_forward_under_autocast_stays_finite_float32(model18) -> None:
+    model18.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model18(torch.randn(2, 3, 32, 16))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
