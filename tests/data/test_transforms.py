@@ -1,0 +1,83 @@
+"""Train/test transforms: shapes, normalisation, erasing fill, reproducibility from a seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hcm.config import InputConfig
+from hcm.data.images import ImageDataset
+from hcm.data.transforms import ClusterContrastErasing, build_test_transform, build_train_transform
+
+CFG = InputConfig(height=32, width=16, pad=2)
+
+
+@pytest.fixture()
+def image_path(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(64, 32, 3), dtype=np.uint8)
+    path = tmp_path / "0001_c1s1_000001_00.jpg"
+    Image.fromarray(arr).save(path, quality=95)
+    return path
+
+
+def test_test_transform_normalises_a_constant_image() -> None:
+    img = Image.new("RGB", (20, 50), (255, 128, 0))
+    out = build_test_transform(CFG)(img)
+    assert out.shape == (3, 32, 16)
+    mean, std = torch.tensor(CFG.mean), torch.tensor(CFG.std)
+    want = (torch.tensor([255, 128, 0]) / 255.0 - mean) / std
+    torch.testing.assert_close(out[:, 10, 5], want)
+    assert torch.allclose(out, want[:, None, None].expand_as(out), atol=1e-5)
+
+
+def test_train_transform_same_seed_same_tensor(image_path: Path) -> None:
+    ds = ImageDataset([str(image_path)], build_train_transform(CFG))
+    a, _ = ds[(0, 7)]
+    b, _ = ds[(0, 7)]
+    assert a.shape == (3, 32, 16)
+    assert torch.equal(a, b)
+    outs = [ds[(0, s)][0] for s in range(8)]
+    assert sum(not torch.equal(outs[0], o) for o in outs[1:]) >= 6  # seeds give different crops
+
+
+def test_train_transform_does_not_touch_global_rng(image_path: Path) -> None:
+    ds = ImageDataset([str(image_path)], build_train_transform(CFG))
+    state = torch.get_rng_state()
+    ds[(0, 3)]
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_train_transform_without_randomness_is_test_transform(image_path: Path) -> None:
+    cfg = InputConfig(height=32, width=16, flip_p=0.0, pad=0, erasing_p=0.0)
+    img = Image.open(image_path).convert("RGB")
+    torch.testing.assert_close(build_train_transform(cfg)(img), build_test_transform(cfg)(img))
+    flipped = InputConfig(height=32, width=16, flip_p=1.0, pad=0, erasing_p=0.0)
+    torch.testing.assert_close(build_train_transform(flipped)(img), build_test_transform(cfg)(img).flip(-1))
+
+
+def test_erasing_fills_a_box_with_the_mean_numbers() -> None:
+    mean = (0.485, 0.456, 0.406)
+    erase = ClusterContrastErasing(p=1.0, value=mean)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        img = torch.full((3, 64, 32), -5.0)
+        out = erase(img.clone())
+        changed = out[0] != -5.0
+        rows, cols = torch.nonzero(changed, as_tuple=True)
+        assert len(rows) > 0, "p=1 must erase (a box always fits at 64x32)"
+        h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert int(changed.sum()) == h * w  # one rectangle
+        assert h < 64 and w < 32
+        assert 0.01 <= h * w / (64 * 32) <= 0.45  # area fraction in [0.02, 0.4] up to rounding
+        for c in range(3):
+            assert torch.all(out[c][changed] == torch.tensor(mean[c]))
+
+
+def test_erasing_p_zero_is_identity() -> None:
+    img = torch.randn(3, 16, 8)
+    assert torch.equal(ClusterContrastErasing(p=0.0, value=(0.0, 0.0, 0.0))(img.clone()), img)

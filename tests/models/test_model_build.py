@@ -1,0 +1,105 @@
+"""ReIDModel: shapes, normalisation, last stride, GeM, BN neck, seeded construction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hcm.config import ModelConfig
+from hcm.models import GeM, build_model
+
+R18 = ModelConfig(arch="resnet18", weights="none")
+
+
+@pytest.fixture(scope="module")
+def model18() -> torch.nn.Module:
+    return build_model(R18, seed=0)
+
+
+def test_output_is_unit_norm_in_train_and_eval(model18) -> None:
+    x = torch.randn(4, 3, 32, 16, generator=torch.Generator().manual_seed(0))
+    assert model18.feat_dim == 512
+    model18.train()
+    out = model18(x)
+    assert out.shape == (4, 512)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(4))
+    model18.eval()
+    with torch.no_grad():
+        out_eval = model18(x)
+        pooled, bn = model18.forward_features(x)
+    torch.testing.assert_close(out_eval.norm(dim=1), torch.ones(4))
+    torch.testing.assert_close(out_eval, F.normalize(bn, dim=1))
+    torch.testing.assert_close(bn, model18.bn_neck(pooled))
+    assert not torch.allclose(out, out_eval)  # train mode uses batch statistics
+
+
+def test_last_stride(model18) -> None:
+    x = torch.randn(2, 3, 32, 16)
+    with torch.no_grad():
+        assert model18.trunk(x).shape == (2, 512, 2, 1)  # stride 16 with last stride 1
+        m2 = build_model(R18.model_copy(update={"last_stride": 2}))
+        assert m2.trunk(x).shape == (2, 512, 1, 1)  # stride 32
+
+
+def test_resnet50_feat_dim_and_last_stride() -> None:
+    model = build_model(ModelConfig(arch="resnet50", weights="none")).eval()
+    assert model.feat_dim == 2048
+    assert model.layer4[0].conv2.stride == (1, 1) and model.layer4[0].downsample[0].stride == (1, 1)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 16)).shape == (1, 2048)
+
+
+def test_bn_neck_bias_frozen_and_initialised(model18) -> None:
+    neck = model18.bn_neck
+    assert not neck.bias.requires_grad and neck.weight.requires_grad
+    assert torch.equal(neck.weight, torch.ones(512)) and torch.equal(neck.bias, torch.zeros(512))
+    model = build_model(R18, seed=1).train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(torch.randn(4, 3, 32, 16)).sum().backward()
+    opt.step()
+    assert model.bn_neck.bias.grad is None and torch.equal(model.bn_neck.bias, torch.zeros(512))
+
+
+def test_gem_matches_formula_and_learns_p() -> None:
+    gem = GeM(3.0)
+    x = torch.rand(2, 5, 4, 3) + 0.1
+    want = x.pow(3).mean(dim=(2, 3), keepdim=True).pow(1 / 3)
+    torch.testing.assert_close(gem(x), want)
+    gem(x).sum().backward()
+    assert gem.p.grad is not None and gem.p.grad.abs() > 0
+    torch.testing.assert_close(GeM(1.0)(x), x.mean(dim=(2, 3), keepdim=True))
+    zeros = torch.zeros(1, 2, 3, 3)
+    torch.testing.assert_close(GeM(3.0)(zeros), torch.full((1, 2, 1, 1), 1e-6))  # eps clamp
+
+
+def test_avg_pooling_option() -> None:
+    model = build_model(R18.model_copy(update={"pooling": "avg"}))
+    assert isinstance(model.pool, torch.nn.AdaptiveAvgPool2d)
+    assert not any(k.startswith("pool.") for k in model.state_dict())
+
+
+def test_init_is_pure_function_of_seed() -> None:
+    state = torch.get_rng_state()
+    a, b, c = (build_model(R18, num_classes=3, seed=s).state_dict() for s in (7, 7, 8))
+    assert torch.equal(state, torch.get_rng_state())  # caller's RNG untouched
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
+    assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
+
+
+def test_classifier_and_logits() -> None:
+    model = build_model(R18, num_classes=5)
+    pooled, bn = model.forward_features(torch.randn(2, 3, 32, 16))
+    assert pooled.shape == bn.shape == (2, 512)
+    assert model.logits(bn).shape == (2, 5)
+    assert model.classifier.bias is None
+    with pytest.raises(RuntimeError, match="no classifier"):
+        build_model(R18).logits(bn)
+
+
+def test_forward_under_autocast_stays_finite_float32(model18) -> None:
+    model18.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model18(torch.randn(2, 3, 32, 16))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
