@@ -33,8 +33,8 @@ from hcm.engine.loop import EpochLoop, LoopContext, LoopState, format_row
 from hcm.engine.setup import DataSplits
 from hcm.errors import TrainingError
 from hcm.losses import hcm_loss
-from hcm.memory import IdentityMemory, ImageMemory
-from hcm.models import build_model, save_weights
+from hcm.memory import IdentityMemory, ImageMemory, PendingUpdates
+from hcm.models import build_model, load_weights, save_weights
 from hcm.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,7 @@ class Trainer(EpochLoop):
             selection, epoch = "initial", 0
         elif cfg.eval.select == "val" and state.best_epoch >= 0:
             selection, epoch = "val", state.best_epoch
-            best = torch.load(self.paths.best, map_location="cpu", weights_only=False)
-            ctx.model.load_state_dict(best["model"])
+            ctx.model.load_state_dict(load_weights(self.paths.best)["model"])
         else:
             if cfg.eval.select == "val":
                 log.warning("eval.select=val but no validation split was scored (dataset.val_fraction=0?); "
@@ -128,7 +127,7 @@ class Trainer(EpochLoop):
         feats_dev = feats.to(device)
         labels_t = torch.as_tensor(labels, dtype=torch.long, device=device)
         id_mem = IdentityMemory.from_features(feats_dev, labels_t) if cfg.loss.identity else None
-        img_mem = ImageMemory(feats_dev.clone(), labels_t) if cfg.loss.image else None
+        img_mem = ImageMemory(feats_dev, labels_t) if cfg.loss.image else None
 
         sampler = IdentitySampler(
             labels, ctx.splits.train["camid"].to_numpy(), batch_size=cfg.sampler.batch_size,
@@ -147,7 +146,7 @@ class Trainer(EpochLoop):
             targets = labels_t[indices]
             ctx.optimizer.zero_grad(set_to_none=True)
             # all micro-batches see the memories as they were at the start of the step
-            qs, step_parts = [], {}
+            pending, step_parts = PendingUpdates(), {}
             for img_mb, idx_mb, tgt_mb in zip(images.chunk(accum), indices.chunk(accum), targets.chunk(accum),
                                                strict=True):
                 with torch.autocast(device.type, enabled=runtime.amp):
@@ -161,16 +160,13 @@ class Trainer(EpochLoop):
                         "Lower optim.lr or set runtime.amp=off, then continue with --resume"
                     )
                 ctx.scaler.scale(loss / accum).backward()
-                qs.append(q.detach().float())
+                pending.add(q.detach().float(), tgt_mb, idx_mb)
                 for k, v in parts.items():
                     step_parts[k] = step_parts.get(k, 0.0) + v / accum
             ctx.scaler.step(ctx.optimizer)
             ctx.scaler.update()
-            q_all = torch.cat(qs)
-            if id_mem is not None:
-                id_mem.update(q_all, targets, cfg.memory.momentum_identity)
-            if img_mem is not None:
-                img_mem.update(q_all, indices, cfg.memory.momentum_image)
+            pending.apply(id_mem, img_mem, momentum_identity=cfg.memory.momentum_identity,
+                          momentum_image=cfg.memory.momentum_image)
             for k, v in step_parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{step_parts.get('loss', math.nan):.3f}")
