@@ -53,7 +53,7 @@ LIST_FILES: dict[str, str] = {
 TRAIN_LISTS: dict[str, tuple[str, ...]] = {"train+val": ("train", "val"), "train": ("train",)}
 DEFAULT_TRAIN_LISTS = "train+val"
 
-MARKET_STYLE_RULE = NameRule("MSMT17", re.compile(r"(-?\d+)_c(\d+)"), CAMERAS, "0001_c14_0030.jpg")
+MARKET_STYLE_RULE = NameRule("MSMT17", re.compile(r"(-?\d+)_c(\d+)"), CAMERAS, "0001_c14_*.jpg")
 
 HELP = (
     "Download MSMT17 (MSMT17_V1.tar.gz or MSMT17_V2.tar.gz) and unpack it so that "
