@@ -83,8 +83,9 @@ def load_dataset(name: str, root: str | Path, **options: Any) -> ReIDDataset:
         folder = spec.create(Path(root).expanduser(), **options)
     if folder is None:
         expected = " or ".join(str(Path(root) / n) for n in spec.folder_names)
+        missing = "" if Path(root).expanduser().exists() else "folder does not exist, so "
         raise DatasetError(
-            f"{root}: no {name} dataset found (looked for {expected}, and {root} itself). "
+            f"{root}: {missing}no {name} dataset found (looked for {expected}, and {root} itself). "
             f"{spec.layout_help or 'Put the dataset there or pass --root pointing at it.'}"
         )
     return spec.reader(folder, **options)
