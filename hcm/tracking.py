@@ -280,11 +280,12 @@ def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: s
 
 def _log_curves_plot(client: Any, run_id: str, run_dir: Path, title: str) -> None:
     from hcm.report.aggregate import read_epochs
-    from hcm.report.figures import plot_training_curves
 
     epochs = read_epochs(run_dir / "epochs.csv")
     if epochs.empty:
         return
+    from hcm.report.figures import plot_training_curves
+
     metrics = _read_json(run_dir / "metrics.json")
     curves = epochs.assign(variant=str(metrics.get("variant", "run")), seed=int(metrics.get("seed", 0)))
     with tempfile.TemporaryDirectory() as tmp:

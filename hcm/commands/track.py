@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                         help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI}; e.g. http://server:5000)")
     common.add_argument("--artifact-root", type=Path, default=None,
-                        help="artifact folder of a new experiment (default: results/mlartifacts/<suite>)")
+                        help="artifact folder of a new experiment (default for a SQLite store: <its folder>/mlartifacts/<suite>; "
+                             "otherwise the server's default)")
 
     i = actions.add_parser("init", parents=[common], help="create the store and the experiment")
     i.add_argument("--suite", required=True, help="suite name; the experiment is hcm-<suite>")
