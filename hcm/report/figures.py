@@ -157,6 +157,13 @@ def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "
     order = [dataset_label(d) for d in datasets]
     names = {"mAP": "mAP (%)", "rank1": "Rank-1 (%)", "rank5": "Rank-5 (%)", "rank10": "Rank-10 (%)",
              "mINP": "mINP (%)"}
+    if data.empty:
+        with figure_style():
+            fig = Figure(figsize=(5.5, 2.0), layout="constrained")
+            ax = fig.add_subplot()
+            ax.text(0.5, 0.5, "no ablation variant in this suite", ha="center", va="center", color="0.4")
+            ax.set_axis_off()
+            return fig
     with figure_style():
         width = max(5.5, 1.5 + 0.45 * len(datasets) * max(1, len(present)))
         fig = Figure(figsize=(width, 1.0 + 2.9 * len(metrics)), layout="constrained")

@@ -106,3 +106,9 @@ def test_sensitivity_marks_default_and_plots_means(tmp_path: Path) -> None:
     assert ticks == ["0", "2\n(default)", "4"]
     assert ax.get_ylabel() == "mAP (%)"
     assert plot_sensitivity(sweep, "loss.gamma", tmp_path / "s.png").is_file()
+
+
+def test_ablation_figure_without_ablation_variants(agg) -> None:
+    only_reference = agg.results[agg.results["variant"] == "untrained"]
+    fig = ablation_figure(only_reference)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no ablation variant in this suite"]
