@@ -1,4 +1,4 @@
-"""The ``hcm`` command: ``hcm prepare | pretrain | train | evaluate | report | schema``.
+"""The ``hcm`` command: ``hcm prepare | pretrain | train | evaluate | report | track | schema``.
 
 Each subcommand lives in ``hcm/commands/<name>.py`` and exposes
 ``register(subparsers)``; heavy imports happen inside the command, so ``hcm --help``
@@ -16,7 +16,7 @@ from hcm import __version__
 from hcm.errors import HCMError
 
 #: subcommand modules under hcm.commands, in the order shown by --help
-COMMANDS: tuple[str, ...] = ("prepare", "pretrain", "train", "evaluate", "schema")
+COMMANDS: tuple[str, ...] = ("prepare", "pretrain", "train", "evaluate", "report", "track", "schema")
 
 
 def build_parser() -> argparse.ArgumentParser:

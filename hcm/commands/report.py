@@ -1,0 +1,88 @@
+"""``hcm report``: aggregate run directories and build tables, figures and the README index.
+
+- ``hcm report aggregate --out-dir DIR RUN_DIR ...`` -> DIR/results.csv (one row per
+  dataset, variant, seed; percent), cmc.csv, curves.csv, runs.csv;
+- ``hcm report build --tables DIR --figures DIR --readme FILE --suite NAME`` -> the main,
+  ablation and published tables (.md, .tex, .csv) in the tables folder, the figures,
+  and the README index;
+- ``hcm report sweep --out-dir DIR --recipe RECIPE [--set K=V ...] --knob KNOB RUN_DIR ...``
+  -> sensitivity.csv/.md, one sensitivity_<knob>.png per knob, README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="aggregate runs; write tables, figures and the reports index",
+                       description=__doc__.split("\n\n")[0])
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    a = actions.add_parser("aggregate", help="run directories -> results.csv, cmc.csv, curves.csv, runs.csv")
+    a.add_argument("--out-dir", required=True, type=Path, help="folder for the tidy CSV files")
+    a.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (with metrics.json)")
+    a.set_defaults(func=run_aggregate)
+
+    b = actions.add_parser("build", help="tables (md/tex/csv), figures and README from aggregated CSVs")
+    b.add_argument("--tables", required=True, type=Path, help="folder holding results.csv etc.; tables go here")
+    b.add_argument("--figures", required=True, type=Path, help="folder for the figures")
+    b.add_argument("--readme", required=True, type=Path, help="README.md index to write")
+    b.add_argument("--suite", required=True, help="suite name shown in captions")
+    b.add_argument("--published", type=Path, default=None,
+                   help="published-numbers CSV (default: the packaged hcm/resources/published_results.csv)")
+    b.add_argument("--datasets", nargs="+", default=None, help="datasets to draw per-dataset figures for")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_build)
+
+    s = actions.add_parser("sweep", help="sensitivity figures and table from sweep run directories")
+    s.add_argument("--out-dir", required=True, type=Path, help="folder for the sweep's CSV, table and figures")
+    s.add_argument("--knob", nargs="+", action="append", required=True, metavar=("KNOB", "RUN_DIR"),
+                   help="a config key and the run directories that vary it (repeat per knob)")
+    s.add_argument("--recipe", type=Path, default=None,
+                   help="training recipe of the sweep: its value of each knob is marked as the default")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="overrides applied with the recipe (as given to `hcm train`)")
+    s.add_argument("--suite", default="", help="suite name shown in the README")
+    s.set_defaults(func=run_sweep)
+
+
+def run_aggregate(args: argparse.Namespace) -> int:
+    from hcm.report.aggregate import aggregate, write_aggregate
+
+    agg = aggregate(args.runs)
+    paths = write_aggregate(agg, args.out_dir)
+    print(f"{len(agg.results)} runs -> {paths['results']}")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from hcm.report.build import build_reports
+
+    written = build_reports(args.tables, args.figures, args.readme, suite=args.suite, published=args.published,
+                            datasets=args.datasets, progress=not args.no_progress)
+    print(f"{len(written.all())} files -> {args.readme}")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from hcm.errors import ConfigError
+    from hcm.report.sweep import collect_sweep, lookup_key, write_sweep_reports
+
+    groups: dict[str, list[Path]] = {}
+    for item in args.knob:
+        if len(item) < 2:
+            raise ConfigError(f"--knob {item[0]}: give the knob and at least one run directory")
+        groups.setdefault(item[0], []).extend(Path(p) for p in item[1:])
+    defaults: dict[str, float] = {}
+    if args.recipe is not None:
+        from hcm.config import load_train_config
+
+        config = load_train_config(args.recipe, args.overrides).to_dict()
+        for knob in groups:
+            defaults[knob] = float(lookup_key(config, knob, str(args.recipe)))
+    sweep = collect_sweep(groups)
+    written = write_sweep_reports(sweep, args.out_dir, defaults=defaults, suite=args.suite)
+    print(f"{len(sweep)} sweep runs, {len(groups)} knobs -> {written[-1]}")
+    return 0

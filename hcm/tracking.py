@@ -1,0 +1,327 @@
+"""MLflow tracking of finished run directories (the only module that imports mlflow).
+
+Training writes plain files; this module logs them afterwards, from one process, so
+parallel training jobs never write to the tracking store (a SQLite file cannot take
+concurrent writers). The layout in MLflow:
+
+- one experiment per suite, named ``hcm-<suite>`` (:func:`experiment_name`);
+- one MLflow run per run directory, identified by the tag ``hcm.run_key`` (the run
+  directory relative to the suite's results folder, e.g. ``runs/synth-market/hcm/seed0``)
+  and tagged with ``suite``, ``dataset``, ``variant``, ``seed`` and ``group`` (``runs`` or
+  ``sweep``);
+- params: the resolved ``config.yaml`` flattened (``loss.gamma``, ``cluster.eps``, ...);
+- metrics: every ``epochs.csv`` column with ``step = epoch``; the final ``mAP, mINP,
+  rank1, rank5, rank10`` (fractions, as in ``metrics.json``); the CMC curve as metric
+  ``cmc`` with ``step = rank``; training and evaluation times;
+- artifacts: ``config.yaml``, ``metrics.json``, ``epochs.csv``, ``train_summary.json``,
+  ``cmc.png``, ``train.log`` when present, and ``curves.png`` (drawn here).
+
+Logging is idempotent: a run directory is hashed (:func:`content_hash`); when the store
+already holds a finished run with the same key and hash nothing is logged; when the
+hash differs the old run is deleted and the directory logged again.
+
+The default store is ``sqlite:///results/mlflow.db`` (artifacts under
+``results/mlartifacts/<suite>``); any MLflow tracking URI works, e.g. a remote server.
+For SQLite stores a lock file beside the database serialises writers from different
+processes (e.g. the main and the sweep logging jobs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from hcm.errors import HCMError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
+RUN_KEY_TAG = "hcm.run_key"
+HASH_TAG = "hcm.content_hash"
+#: files whose bytes define a run's content (absent files count as empty)
+HASHED_FILES: tuple[str, ...] = ("config.yaml", "metrics.json", "epochs.csv", "train_summary.json")
+ARTIFACT_FILES: tuple[str, ...] = ("config.yaml", "metrics.json", "epochs.csv", "train_summary.json",
+                                   "cmc.png", "train.log")
+FINAL_METRICS: tuple[str, ...] = ("mAP", "mINP", "rank1", "rank5", "rank10")
+EXTRA_METRICS: tuple[str, ...] = ("train_wall_time_s", "eval_time_s", "num_valid_queries", "num_queries",
+                                  "num_gallery")
+# MLflow's limits per log_batch call
+_MAX_METRICS, _MAX_PARAMS, _MAX_PARAM_LEN = 1000, 100, 6000
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """What happened to one run directory: ``created``, ``replaced`` or ``unchanged``."""
+
+    run_key: str
+    run_id: str
+    action: str
+    content_hash: str
+    run_dir: str
+
+
+def experiment_name(suite: str) -> str:
+    return f"hcm-{suite}"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    """Nested mappings -> ``{"a.b.c": "value"}``; lists and scalars become their YAML/str form."""
+    out: dict[str, str] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    key = prefix[:-1]
+    if isinstance(data, (list, tuple)):
+        text = json.dumps(list(data))
+    elif data is None:
+        text = "null"
+    else:
+        text = str(data)
+    out[key] = text[:_MAX_PARAM_LEN]
+    return out
+
+
+def content_hash(run_dir: str | Path) -> str:
+    """SHA-256 over the :data:`HASHED_FILES` of a run directory (name and bytes of each)."""
+    h = hashlib.sha256()
+    for name in HASHED_FILES:
+        path = Path(run_dir) / name
+        h.update(name.encode())
+        h.update(b"\0")
+        if path.is_file():
+            h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory), else None."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    parsed = urlparse(tracking_uri)
+    path = unquote(parsed.path)
+    # sqlite:///relative/path -> "/relative/path" ; sqlite:////abs/path -> "//abs/path"
+    if path.startswith("//"):
+        return Path(path[1:])
+    return Path(path[1:]) if path.startswith("/") else Path(path)
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite store (no-op for other stores)."""
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = db.with_name(db.name + ".lock")
+    with open(lock_path, "a+") as fh:
+        t0 = time.monotonic()
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        waited = time.monotonic() - t0
+        if waited > 1.0:
+            logger.info("waited %.1f s for the tracking-store lock %s", waited, lock_path)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def init_store(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None,
+               tags: dict[str, str] | None = None) -> dict[str, str]:
+    """Create the store (and its tables) and the experiment if absent; returns its description.
+
+    ``artifact_root``: folder for the experiment's artifacts (created as a ``file://`` URI);
+    None lets the tracking server decide. An existing experiment keeps its artifact location.
+    """
+    with store_lock(tracking_uri):
+        client = _client(tracking_uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+            exp = client.get_experiment(exp.experiment_id)
+        if exp is None:
+            location = None
+            if artifact_root is not None:
+                root = Path(artifact_root).expanduser().resolve()
+                root.mkdir(parents=True, exist_ok=True)
+                location = root.as_uri()
+            exp_id = client.create_experiment(experiment, artifact_location=location, tags=tags)
+            exp = client.get_experiment(exp_id)
+            logger.info("created MLflow experiment %s (id %s) in %s", experiment, exp_id, tracking_uri)
+        return {"tracking_uri": tracking_uri, "experiment": experiment,
+                "experiment_id": exp.experiment_id, "artifact_location": exp.artifact_location}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise HCMError(f"{path}: not valid JSON ({exc}); re-run the step that writes it") from None
+    return data if isinstance(data, dict) else {}
+
+
+def run_payload(run_dir: Path) -> tuple[dict[str, str], list[tuple[str, float, int]], dict[str, Any]]:
+    """Params (flattened config), metrics as (name, value, step), and the metrics.json content."""
+    import pandas as pd
+    import yaml
+
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise HCMError(f"{metrics_path}: not found; run `hcm evaluate --run {run_dir}` before logging")
+    metrics = _read_json(metrics_path)
+    config_path = run_dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    params = flatten(config or {})
+    values: list[tuple[str, float, int]] = []
+    epochs_path = run_dir / "epochs.csv"
+    if epochs_path.is_file() and epochs_path.stat().st_size > 0:
+        try:
+            epochs = pd.read_csv(epochs_path)
+        except pd.errors.EmptyDataError:
+            epochs = pd.DataFrame()
+        for row in epochs.to_dict("records"):
+            step = int(row.get("epoch", 0))
+            for col, value in row.items():
+                if col == "epoch":
+                    continue
+                if isinstance(value, bool):
+                    value = float(value)
+                if isinstance(value, (int, float)) and not math.isnan(float(value)):
+                    values.append((col, float(value), step))
+    for name in (*FINAL_METRICS, *EXTRA_METRICS):
+        v = metrics.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(float(v)):
+            values.append((name, float(v), 0))
+    for rank, v in enumerate(metrics.get("cmc") or [], start=1):
+        values.append(("cmc", float(v), rank))
+    return params, values, metrics
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: str,
+                tags: dict[str, str] | None = None) -> LoggedRun:
+    """Log one run directory into ``experiment_id`` (idempotent; see the module docstring)."""
+    from mlflow.entities import Metric, Param, RunTag, ViewType
+
+    run_dir = Path(run_dir)
+    digest = content_hash(run_dir)
+    existing = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{_escape(run_key)}'",
+        run_view_type=ViewType.ACTIVE_ONLY, max_results=100,
+    )
+    finished = [r for r in existing if r.data.tags.get(HASH_TAG) == digest and r.info.status == "FINISHED"]
+    if len(existing) == 1 and finished:
+        return LoggedRun(run_key, existing[0].info.run_id, "unchanged", digest, str(run_dir))
+    for old in existing:
+        client.delete_run(old.info.run_id)
+    action = "replaced" if existing else "created"
+
+    params, values, metrics = run_payload(run_dir)
+    all_tags = {RUN_KEY_TAG: run_key, "run_dir": str(run_dir), **(tags or {})}
+    for key in ("dataset", "variant", "seed"):
+        if key in metrics:
+            all_tags.setdefault(key, str(metrics[key]))
+    run_name = run_key.split("/", 1)[1] if "/" in run_key else run_key
+    run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        for chunk in _chunks([Param(k, v) for k, v in params.items()], _MAX_PARAMS):
+            client.log_batch(run_id, params=chunk)
+        for chunk in _chunks([Metric(n, v, now, s) for n, v, s in values], _MAX_METRICS):
+            client.log_batch(run_id, metrics=chunk)
+        for name in ARTIFACT_FILES:
+            if (run_dir / name).is_file():
+                client.log_artifact(run_id, str(run_dir / name))
+        _log_curves_plot(client, run_id, run_dir, run_name)
+        client.log_batch(run_id, tags=[RunTag(HASH_TAG, digest)])
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    logger.info("%s MLflow run %s for %s", action, run_id, run_key)
+    return LoggedRun(run_key, run_id, action, digest, str(run_dir))
+
+
+def _log_curves_plot(client: Any, run_id: str, run_dir: Path, title: str) -> None:
+    from hcm.report.aggregate import read_epochs
+
+    epochs = read_epochs(run_dir / "epochs.csv")
+    if epochs.empty:
+        return
+    from hcm.report.figures import plot_training_curves
+
+    metrics = _read_json(run_dir / "metrics.json")
+    curves = epochs.assign(variant=str(metrics.get("variant", "run")), seed=int(metrics.get("seed", 0)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_training_curves(curves, Path(tmp) / "curves.png", title=f"{title}: training curves")
+        client.log_artifact(run_id, str(path))
+
+
+def run_key_for(run_dir: str | Path, base: str | Path) -> str:
+    """The run directory relative to ``base`` (POSIX form); the directory itself if not below it."""
+    run_dir, base = Path(run_dir), Path(base)
+    try:
+        return run_dir.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return run_dir.as_posix()
+
+
+def log_runs(tracking_uri: str, suite: str, run_dirs: Iterable[str | Path], *, base: str | Path,
+             group: str = "runs", artifact_root: str | Path | None = None,
+             experiment: str | None = None) -> list[LoggedRun]:
+    """Log every run directory of ``suite`` (creating the store and experiment when absent)."""
+    experiment = experiment or experiment_name(suite)
+    info = init_store(tracking_uri, experiment, artifact_root, tags={"suite": suite})
+    logged = []
+    with store_lock(tracking_uri):
+        client = _client(tracking_uri)
+        for run_dir in run_dirs:
+            key = run_key_for(run_dir, base)
+            logged.append(log_run_dir(client, info["experiment_id"], run_dir, key,
+                                      tags={"suite": suite, "group": group}))
+    counts = {a: sum(r.action == a for r in logged) for a in ("created", "replaced", "unchanged")}
+    logger.info("MLflow %s / %s: %s", tracking_uri, experiment, counts)
+    return logged
+
+
+def logged_frame(logged: Iterable[LoggedRun]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame([r.__dict__ for r in logged],
+                        columns=["run_key", "run_id", "action", "content_hash", "run_dir"])

@@ -1,0 +1,93 @@
+"""Aggregation of run directories into the tidy tables (results.csv in percent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hcm.errors import HCMError
+from hcm.report.aggregate import RESULTS_COLUMNS, aggregate, read_results, write_aggregate
+from tests.report.runfactory import expected_map, write_run, write_suite
+
+
+def test_results_one_row_per_run_in_percent(tmp_path: Path) -> None:
+    dirs = write_suite(tmp_path, ["synth-duke", "synth-market"], ["untrained", "baseline", "hcm"], [1, 0])
+    agg = aggregate(dirs)
+    res = agg.results
+    assert list(res.columns) == list(RESULTS_COLUMNS)
+    assert len(res) == 12
+    # sorted: dataset order (market before duke), variant order (hcm, baseline, untrained), seed
+    assert list(res["dataset"].unique()) == ["synth-market", "synth-duke"]
+    assert list(res["variant"].unique()) == ["hcm", "baseline", "untrained"]
+    assert list(res["seed"][:2]) == [0, 1]
+    for row in res.itertuples():
+        metrics = json.loads((tmp_path / row.dataset / row.variant / f"seed{row.seed}" / "metrics.json").read_text())
+        assert row.mAP == pytest.approx(100 * expected_map(row.variant, row.seed))
+        assert row.mINP == pytest.approx(100 * metrics["mINP"])
+        assert row.rank1 == pytest.approx(100 * metrics["cmc"][0])
+        assert row.rank5 == pytest.approx(100 * metrics["cmc"][4])
+        assert row.rank10 == pytest.approx(100 * metrics["cmc"][9])
+
+
+def test_companion_tables(tmp_path: Path) -> None:
+    dirs = write_suite(tmp_path, ["synth-market"], ["hcm", "untrained"], [0, 1])
+    agg = aggregate(dirs)
+    # CMC: 50 ranks per run, percent, rank starting at 1
+    assert len(agg.cmc) == 4 * 50
+    first = agg.cmc[(agg.cmc["variant"] == "hcm") & (agg.cmc["seed"] == 0)]
+    assert list(first["rank"]) == list(range(1, 51))
+    assert first["cmc"].iloc[0] == pytest.approx(agg.results.query("variant == 'hcm' and seed == 0")["rank1"].item())
+    # curves: the epochs.csv rows; untrained has none
+    assert set(agg.curves["variant"]) == {"hcm"}
+    assert len(agg.curves) == 2 * 4
+    assert {"epoch", "loss", "num_clusters", "ari", "test_mAP"} <= set(agg.curves.columns)
+    # provenance
+    runs = agg.runs.set_index(["variant", "seed"])
+    assert runs.loc[("untrained", 0), "selection"] == "initial"
+    assert runs.loc[("hcm", 1), "epochs"] == 4
+    assert runs.loc[("hcm", 1), "train_wall_time_s"] == pytest.approx(61.0)
+
+
+def test_write_and_read_back(tmp_path: Path) -> None:
+    dirs = write_suite(tmp_path / "runs", ["synth-market"], ["hcm"], [0])
+    paths = write_aggregate(aggregate(dirs), tmp_path / "tables")
+    assert {p.name for p in paths.values()} == {"results.csv", "cmc.csv", "curves.csv", "runs.csv"}
+    back = read_results(paths["results"])
+    assert back["mAP"].item() == pytest.approx(100 * expected_map("hcm", 0), abs=1e-4)
+    # writing the same runs again gives the same bytes (reports stay unchanged in git)
+    before = paths["results"].read_bytes()
+    write_aggregate(aggregate(dirs), tmp_path / "tables")
+    assert paths["results"].read_bytes() == before
+
+
+def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    write_run(a, "synth-market", "hcm", 0)
+    write_run(b, "synth-market", "hcm", 0)
+    with pytest.raises(HCMError, match="also the key of"):
+        aggregate([a, b])
+
+
+def test_percent_in_metrics_json_is_rejected_with_the_file_named(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    metrics = write_run(run, "synth-market", "hcm", 0)
+    metrics["mAP"] = 60.0  # percent where a fraction belongs
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(HCMError, match=r"metrics.json: mAP=60.0 is not a fraction"):
+        aggregate([run])
+
+
+def test_missing_metrics_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(HCMError, match="hcm evaluate --run"):
+        aggregate([tmp_path / "nothing"])
+
+
+def test_read_results_checks_columns(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    pd.DataFrame({"dataset": ["x"], "variant": ["hcm"]}).to_csv(path, index=False)
+    with pytest.raises(HCMError, match="missing columns"):
+        read_results(path)

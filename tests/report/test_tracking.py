@@ -1,0 +1,126 @@
+"""MLflow logging of run directories: params, per-epoch metrics, artifacts, idempotence, concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hcm.tracking import content_hash, flatten, log_runs, sqlite_path, store_lock
+from tests.report.runfactory import write_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def test_flatten_and_sqlite_path() -> None:
+    assert flatten({"loss": {"gamma": 2.0, "image": True}, "seed": 0, "input": {"mean": [0.5, 0.4]},
+                    "model": {"weights": None}}) == {
+        "loss.gamma": "2.0", "loss.image": "True", "seed": "0", "input.mean": "[0.5, 0.4]", "model.weights": "null"}
+    assert sqlite_path("sqlite:///results/mlflow.db") == Path("results/mlflow.db")
+    assert sqlite_path("sqlite:////abs/dir/mlflow.db") == Path("/abs/dir/mlflow.db")
+    assert sqlite_path("http://server:5000") is None
+
+
+def test_content_hash_follows_file_content(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_run(run, "synth-market", "hcm", 0)
+    h = content_hash(run)
+    (run / "cmc.png").write_bytes(b"other plot")  # not part of the hashed content
+    assert content_hash(run) == h
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["mAP"] = 0.1
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert content_hash(run) != h
+
+
+def test_log_runs_params_metrics_artifacts_and_idempotence(tmp_path: Path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    base = tmp_path / "results" / "smoke"
+    hcm_run = base / "runs" / "synth-market" / "hcm" / "seed0"
+    untrained = base / "runs" / "synth-market" / "untrained" / "seed0"
+    write_run(hcm_run, "synth-market", "hcm", 0, n_epochs=3)
+    write_run(untrained, "synth-market", "untrained", 0)
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    artifacts = tmp_path / "results" / "mlartifacts" / "smoke"
+
+    first = log_runs(uri, "smoke", [hcm_run, untrained], base=base, artifact_root=artifacts)
+    assert [r.action for r in first] == ["created", "created"]
+    assert [r.run_key for r in first] == ["runs/synth-market/hcm/seed0", "runs/synth-market/untrained/seed0"]
+
+    mlflow.set_tracking_uri(uri)
+    df = mlflow.search_runs(experiment_names=["hcm-smoke"])
+    assert len(df) == 2
+    row = df[df["tags.variant"] == "hcm"].iloc[0]
+    assert row["tags.dataset"] == "synth-market" and row["tags.seed"] == "0" and row["tags.suite"] == "smoke"
+    assert row["tags.mlflow.runName"] == "synth-market/hcm/seed0"
+    assert row["params.loss.gamma"] == "2.0" and row["params.variant"] == "hcm"
+    metrics = json.loads((hcm_run / "metrics.json").read_text())
+    assert row["metrics.mAP"] == pytest.approx(metrics["mAP"])
+    assert row["metrics.rank10"] == pytest.approx(metrics["rank10"])
+
+    client = MlflowClient(uri)
+    run_id = row["run_id"]
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(run_id, "cmc")] == list(range(1, 51))
+    names = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "metrics.json", "epochs.csv", "train_summary.json", "cmc.png", "curves.png"} <= names
+    unt_id = df[df["tags.variant"] == "untrained"].iloc[0]["run_id"]
+    assert "curves.png" not in {a.path for a in client.list_artifacts(unt_id)}  # no epochs, no curves
+    assert Path(client.get_experiment_by_name("hcm-smoke").artifact_location.removeprefix("file://")) == artifacts
+
+    # the same content again: nothing new
+    again = log_runs(uri, "smoke", [hcm_run, untrained], base=base)
+    assert [r.action for r in again] == ["unchanged", "unchanged"]
+    assert [r.run_id for r in again] == [r.run_id for r in first]
+    # a changed run replaces its old MLflow run (still one active run per key)
+    m = json.loads((hcm_run / "metrics.json").read_text())
+    m["mAP"] = 0.42
+    (hcm_run / "metrics.json").write_text(json.dumps(m))
+    third = log_runs(uri, "smoke", [hcm_run, untrained], base=base)
+    assert [r.action for r in third] == ["replaced", "unchanged"]
+    df = mlflow.search_runs(experiment_names=["hcm-smoke"])
+    assert len(df) == 2
+    assert df[df["tags.variant"] == "hcm"].iloc[0]["metrics.mAP"] == pytest.approx(0.42)
+
+
+def test_sqlite_store_lock_serialises_processes(tmp_path: Path) -> None:
+    """While another process holds the store's lock, a second writer waits for it.
+
+    (Without the lock, two `hcm track log` processes starting on a new SQLite store fail:
+    both run MLflow's schema creation at once.)
+    """
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    holder = (
+        "import sys, time\n"
+        "from hcm.tracking import store_lock\n"
+        f"with store_lock({uri!r}):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(1.5)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", holder], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        with store_lock(uri):
+            waited = time.monotonic() - t0
+        assert waited > 0.5, waited
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert (tmp_path / "mlflow.db.lock").is_file()
+    with store_lock("http://server:5000"):  # other stores: no lock file, no waiting
+        pass

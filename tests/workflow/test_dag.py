@@ -1,0 +1,130 @@
+"""Dry runs of the workflow: the DAG of each suite, the commands it would run, config errors, lint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.workflow.smk import job_counts, shell_commands, snakemake, stub_recipes, workflow_config
+
+try:  # the shared builders of fake real-dataset trees (tests/fake_datasets.py), once merged
+    from tests.fake_datasets import make_all as make_fake_real_datasets
+except ImportError:  # pragma: no cover - until then, the bare folder layouts
+    def make_fake_real_datasets(parent: Path) -> dict[str, Path]:
+        layout = {
+            "market1501": ("Market-1501-v15.09.15", ["bounding_box_train", "query", "bounding_box_test"]),
+            "dukemtmcreid": ("DukeMTMC-reID", ["bounding_box_train", "query", "bounding_box_test"]),
+            "msmt17": ("MSMT17_V1", ["train", "test"]),
+            "veri776": ("VeRi", ["image_train", "image_query", "image_test"]),
+        }
+        out = {}
+        for name, (folder, subdirs) in layout.items():
+            for sub in subdirs:
+                (parent / folder / sub).mkdir(parents=True, exist_ok=True)
+            out[name] = parent / folder
+        return out
+
+
+@pytest.fixture(scope="module")
+def recipes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stub_recipes(tmp_path_factory.mktemp("recipes"))
+
+
+def test_synthetic_suite_is_the_default(tmp_path: Path, recipes: Path) -> None:
+    res = snakemake(tmp_path, "-n", "--printshellcmds", config={"recipes_dir": recipes})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    n = 4 * 7 * 2  # datasets x (5 variants + 2 reference rows) x seeds
+    assert job_counts(out) == {"prepare": 5, "pretrain": 1, "train": n, "evaluate": n, "aggregate": 1,
+                               "report": 1, "mlflow_init": 1, "track": 1, "all": 1}
+    cmds = shell_commands(out)
+    train = next(c for c in cmds if "hcm train" in c and "runs/synth-duke/no_dynamic/seed1 " in c)
+    for part in ["--config", "synth-small.yaml", "--resume", "--set seed=1", "--set variant=no_dynamic",
+                 "--set dataset.name=synth-duke", "--set dataset.root=results/synthetic/data/synth-duke",
+                 "--set dataset.index=results/synthetic/data/synth-duke/index.csv",
+                 "--set model.weights=results/synthetic/pretrain/synth-pretrain/checkpoint.pt",
+                 "--set runtime.device=auto", "--set runtime.threads=1"]:
+        assert part in train, (part, train)
+    assert any(c.startswith("hcm prepare synth-pretrain --root results/synthetic/data/synth-pretrain") for c in cmds)
+    assert any(c.startswith("hcm evaluate --run results/synthetic/runs/synth-market/untrained/seed0") for c in cmds)
+    report = next(c for c in cmds if c.startswith("hcm report build"))
+    assert "--readme reports/README.md" in report and "--suite synthetic" in report
+    track = next(c for c in cmds if c.startswith("hcm track log"))
+    assert "--tracking-uri sqlite:///results/mlflow.db" in track and track.count("/metrics.json") == 0
+
+
+def test_smoke_suite_reports_elsewhere(tmp_path: Path, recipes: Path) -> None:
+    res = snakemake(tmp_path, "-n", "--printshellcmds", config={"suite": "smoke", "recipes_dir": recipes})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert job_counts(out) == {"prepare": 2, "pretrain": 1, "train": 6, "evaluate": 6, "aggregate": 1,
+                               "report": 1, "mlflow_init": 1, "track": 1, "all": 1}
+    assert any("--readme reports/smoke/README.md" in c for c in shell_commands(out))
+
+
+def test_paper_suite_on_fake_dataset_trees(tmp_path: Path, recipes: Path) -> None:
+    data = tmp_path / "datasets"
+    make_fake_real_datasets(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    res = snakemake(work, "-n", "--printshellcmds",
+                    config={"suite": "paper", "data_root": data, "recipes_dir": recipes})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    n = 4 * 7 * 3
+    assert job_counts(out) == {"prepare": 4, "train": n, "evaluate": n, "aggregate": 1, "report": 1,
+                               "mlflow_init": 1, "track": 1, "all": 1}  # no pretraining: ImageNet weights
+    cmds = shell_commands(out)
+    assert any(c.startswith(f"hcm prepare msmt17 --root {data} --out results/paper/data/msmt17/index.csv")
+               for c in cmds)
+    train = next(c for c in cmds if "hcm train" in c and "runs/veri776/hcm/seed2 " in c)
+    assert "paper-veri776.yaml" in train and "--set model.weights=imagenet" in train
+    assert f"--set dataset.root={data}" in train
+    assert "gpu=1" in out  # training jobs declare a GPU
+    assert any("--readme reports/paper/README.md" in c for c in cmds)
+
+
+def test_paper_suite_without_data_says_what_is_missing(tmp_path: Path, recipes: Path) -> None:
+    res = snakemake(tmp_path, "-n", config={"suite": "paper", "data_root": tmp_path / "none", "recipes_dir": recipes})
+    assert res.returncode != 0
+    assert "is not a folder" in res.stdout + res.stderr
+    data = tmp_path / "datasets"
+    (data / "Market-1501-v15.09.15").mkdir(parents=True)
+    res = snakemake(tmp_path, "-n", config={"suite": "paper", "data_root": data, "recipes_dir": recipes})
+    assert res.returncode != 0
+    assert "dataset dukemtmcreid not found under data_root" in res.stdout + res.stderr
+
+
+def test_sweep_target(tmp_path: Path, recipes: Path) -> None:
+    res = snakemake(tmp_path, "sweep", "-n", "--printshellcmds", config={"recipes_dir": recipes})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    sweep = workflow_config()["suites"]["synthetic"]["sweep"]
+    n = sum(len(v) for v in sweep["knobs"].values()) * len(sweep["seeds"])
+    assert job_counts(out) == {"prepare": 2, "pretrain": 1, "train_sweep": n, "evaluate_sweep": n,
+                               "sweep_report": 1, "mlflow_init": 1, "track_sweep": 1, "sweep": 1}
+    cmds = shell_commands(out)
+    run = next(c for c in cmds if "hcm train" in c and "sweep/synth-market/loss.gamma=4/seed1 " in c)
+    assert run.endswith("--set loss.gamma=4 --set runtime.threads=1 > "
+                        "results/synthetic/logs/sweep/train/synth-market/loss.gamma=4/seed1.log 2>&1")
+    assert "--set variant=hcm" in run
+    report = next(c for c in cmds if c.startswith("hcm report sweep"))
+    assert "--knob cluster.eps results/synthetic/sweep/synth-market/cluster.eps=0.35/seed0" in report
+
+
+def test_unknown_suite_and_schema_errors(tmp_path: Path, recipes: Path) -> None:
+    res = snakemake(tmp_path, "-n", config={"suite": "nope", "recipes_dir": recipes})
+    assert res.returncode != 0
+    assert "suite='nope' is not defined; choose one of synthetic, paper, smoke" in res.stdout + res.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("suites:\n  smoke:\n    variants: [hcm, magic]\n")
+    res = snakemake(tmp_path, "-n", "--configfile", str(bad), config={"suite": "smoke", "recipes_dir": recipes})
+    assert res.returncode != 0
+    assert "magic" in res.stdout + res.stderr
+
+
+def test_lint_is_clean(tmp_path: Path, recipes: Path) -> None:
+    res = snakemake(tmp_path, "--lint", config={"recipes_dir": recipes})
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "Congratulations, your workflow is in a good condition" in out, out

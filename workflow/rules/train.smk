@@ -1,0 +1,57 @@
+# pretrain (once per suite, when the suite asks for it) and train (dataset x variant x seed).
+#
+# Both continue an interrupted run from its last checkpoint (--resume). The run's
+# config.yaml is deliberately not a declared output: Snakemake deletes declared outputs
+# before re-running a job, and `hcm train --resume` compares the stored config.yaml with
+# the new one, refusing to continue a checkpoint trained under a different config.
+
+
+rule pretrain:
+    input:
+        recipe=lambda w: recipe_path(PRETRAIN["recipe"]),
+        index=lambda w: index_path(w.source),
+    output:
+        checkpoint=f"{RES}/pretrain/{{source}}/checkpoint.pt",
+        summary=f"{RES}/pretrain/{{source}}/summary.json",
+    log:
+        f"{RES}/logs/pretrain/{{source}}.log",
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.checkpoint),
+        sets=lambda w: sets([
+            f"seed={PRETRAIN.get('seed', 0)}", f"dataset.name={w.source}", f"dataset.root={data_root(w.source)}",
+            f"dataset.index={index_path(w.source)}", f"runtime.device={config['device']}",
+        ]),
+    threads: rule_resources("pretrain")["threads"]
+    resources:
+        mem_mb=rule_resources("pretrain")["mem_mb"],
+        runtime=rule_resources("pretrain")["runtime"],
+        gpu=rule_resources("pretrain")["gpu"],
+    conda:
+        CONDA_ENV
+    shell:
+        "hcm pretrain --config {input.recipe} --out-dir {params.out_dir} --resume --no-progress "
+        "{params.sets} --set runtime.threads={threads} > {log} 2>&1"
+
+
+rule train:
+    input:
+        unpack(lambda w: train_inputs(w.dataset)),
+    output:
+        summary=f"{RES}/runs/{{dataset}}/{{variant}}/seed{{seed}}/train_summary.json",
+        model=f"{RES}/runs/{{dataset}}/{{variant}}/seed{{seed}}/model.pt",
+        epochs=f"{RES}/runs/{{dataset}}/{{variant}}/seed{{seed}}/epochs.csv",
+    log:
+        f"{RES}/logs/train/{{dataset}}/{{variant}}/seed{{seed}}.log",
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.summary),
+        sets=lambda w: train_sets(w.dataset, w.variant, w.seed),
+    threads: rule_resources("train")["threads"]
+    resources:
+        mem_mb=rule_resources("train")["mem_mb"],
+        runtime=rule_resources("train")["runtime"],
+        gpu=rule_resources("train")["gpu"],
+    conda:
+        CONDA_ENV
+    shell:
+        "hcm train --config {input.recipe} --out-dir {params.out_dir} --resume --no-progress "
+        "{params.sets} --set runtime.threads={threads} > {log} 2>&1"
