@@ -16,7 +16,7 @@ from hcm import __version__
 from hcm.errors import HCMError
 
 #: subcommand modules under hcm.commands, in the order shown by --help
-COMMANDS: tuple[str, ...] = ("schema",)
+COMMANDS: tuple[str, ...] = ("schema", "contact_sheet")
 
 
 def build_parser() -> argparse.ArgumentParser:
