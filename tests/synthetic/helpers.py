@@ -9,7 +9,7 @@ from typing import Any
 #: tiny versions of the presets: 6 + 6 identities, 3 training images each, 32x16 people
 SMALL: dict[str, Any] = {
     "train_ids": 6, "test_ids": 6, "train_images": [3, 3], "gallery_images": [3, 4], "cams_per_id": [2, 3],
-    "queries_per_id": 2, "person_size": [32, 16], "vehicle_size": [32, 32], "supersample": 2,
+    "queries_per_id": 2, "person_size": [32, 16], "vehicle_size": [32, 32],
 }
 EXTRA: dict[str, dict[str, Any]] = {
     "synth-market": {"junk_images": 3, "distractor_images": 4},

@@ -122,7 +122,9 @@ class _Look:
 
 def _look(attrs: Attrs, rng: np.random.Generator, jitter: float) -> _Look:
     def clothing(i: int) -> RGB:
-        return _jitter(rng, palettes.rgb(palettes.CLOTHING, i), jitter) if i >= 0 else (0, 0, 0)
+        # the stream is consumed the same way whether or not the item exists
+        c = _jitter(rng, palettes.rgb(palettes.CLOTHING, max(i, 0)), jitter)
+        return c if i >= 0 else (0, 0, 0)
 
     hair_style, hair_col = attrs["hair"]  # type: ignore[misc]
     return _Look(
@@ -169,7 +171,7 @@ def draw_person(layer: Image.Image, attrs: Attrs, pose: Pose, fr: Frame, rng: np
         _side(layer, pen, attrs, L, pose)
     else:
         _front_back(layer, pen, attrs, L, pose, back=pose.view == "back")
-    _shade_layer(layer, fr, L.build, light_dir)
+    _shade_layer(layer, fr, L.build, light_dir, rng)
 
 
 def _front_back(layer: Image.Image, pen: _Pen, a: Attrs, L: _Look, pose: Pose, back: bool) -> None:
@@ -368,18 +370,23 @@ def _side(layer: Image.Image, pen: _Pen, a: Attrs, L: _Look, pose: Pose) -> None
     _hat(pen, a, L, f * 0.004, f)
 
 
-def _shade_layer(layer: Image.Image, fr: Frame, build: float, light_dir: float) -> None:
-    """Cylinder-like shading across the body and a little darker towards the feet."""
+def _shade_layer(layer: Image.Image, fr: Frame, build: float, light_dir: float, rng: np.random.Generator) -> None:
+    """Cylinder-like shading across the body, darker towards the feet, and blotchy cloth folds."""
     x0 = int(max(0, fr.cx - 0.3 * fr.H))
     x1 = int(min(layer.width, fr.cx + 0.3 * fr.H + 1))
     y0 = int(max(0, fr.top - 0.05 * fr.H))
     y1 = int(min(layer.height, fr.top + 1.05 * fr.H + 1))
     if x1 <= x0 or y1 <= y0:
         return
-    region = np.asarray(layer.crop((x0, y0, x1, y1)), dtype=np.float32)
+    region = np.array(layer.crop((x0, y0, x1, y1)))
     xs = (np.arange(x0, x1, dtype=np.float32) - fr.cx) / (0.125 * build * fr.H)
     ys = (np.arange(y0, y1, dtype=np.float32) - fr.top) / fr.H
     shade = 1.08 - 0.22 * np.clip(xs - 0.35 * light_dir, -1.6, 1.6) ** 2
     shade = shade[None, :] * (1.04 - 0.12 * np.clip(ys, 0, 1))[:, None]
-    region[..., :3] *= shade[..., None]
-    layer.paste(Image.fromarray(region.clip(0, 255).astype(np.uint8), "RGBA"), (x0, y0))
+    folds = Image.fromarray((rng.normal(128, 40, (9, 4))).clip(0, 255).astype(np.uint8))
+    folds_arr = np.asarray(folds.resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC), dtype=np.float32)
+    shade *= 1 + 0.09 / 128 * (folds_arr - 128)
+    rgb = region[..., :3] * shade[..., None]
+    np.minimum(rgb, 255, out=rgb)
+    region[..., :3] = rgb
+    layer.paste(Image.fromarray(region, "RGBA"), (x0, y0))

@@ -245,7 +245,8 @@ def render_image(ctx: RenderContext, job: ImageJob, tile: np.ndarray) -> tuple[b
     y0 = float(np.clip(cy + dy - bh / 2, 0, hs - bh))
     res = cam.resolution * math.exp(rng.normal(0, 0.05))
     rw, rh = max(4, round(W * min(res, 1.0))), max(4, round(H * min(res, 1.0)))
-    img = canvas.convert("RGB").resize((rw, rh), Image.Resampling.LANCZOS, box=(x0, y0, x0 + bw, y0 + bh))
+    img = canvas.convert("RGB").resize((rw, rh), Image.Resampling.LANCZOS, box=(x0, y0, x0 + bw, y0 + bh),
+                                       reducing_gap=2.0)
     if (rw, rh) != (W, H):
         img = img.resize((W, H), Image.Resampling.BILINEAR)
     blur = cam.blur * math.exp(rng.normal(0, 0.25))

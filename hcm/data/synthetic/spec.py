@@ -95,7 +95,7 @@ class SynthSpec:
     clutter_prob: float = field(default=0.3, metadata={"help": "probability of a second person/vehicle behind the subject"})
     colour_jitter: float = 0.05
     illum_jitter: float = 0.08
-    supersample: int = field(default=3, metadata={"help": "render at this multiple of the output size, then downsample"})
+    supersample: int = field(default=2, metadata={"help": "render at this multiple of the output size, then downsample"})
 
     def __post_init__(self) -> None:
         _validate(self)

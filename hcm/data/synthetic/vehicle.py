@@ -12,6 +12,7 @@ from the front, roof rack from above.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -349,6 +350,25 @@ def projected_extent(body: Body, view: View) -> tuple[float, float, float, float
     return float(us.min()), float(us.max()), float(vs.min()), float(vs.max())
 
 
+def paint_order(boxes: tuple[Box, ...], c: Vec) -> list[Box]:
+    """Far-to-near order of the boxes for a camera in direction ``c`` (pointing at the camera).
+
+    A box resting on another (overlapping footprint) is painted after it: the camera
+    is never below the vehicle. Boxes side by side go by their distance along ``c``.
+    """
+
+    def cmp(a: Box, b: Box) -> int:
+        if a.x0 < b.x1 and b.x0 < a.x1:  # footprints overlap: stacked
+            if a.z1 <= b.z0 + 1e-6:
+                return -1
+            if b.z1 <= a.z0 + 1e-6:
+                return 1
+        da, db = (a.x0 + a.x1) / 2 * c[0], (b.x0 + b.x1) / 2 * c[0]
+        return -1 if da < db else 1 if da > db else 0
+
+    return sorted(boxes, key=functools.cmp_to_key(cmp))
+
+
 def draw_vehicle(layer: Image.Image, attrs: Attrs, view: View, rng: np.random.Generator, *,
                  centre: tuple[float, float], size: tuple[float, float], colour_jitter: float,
                  light_dir: float, max_aspect_change: float = 2.0, shadow: bool = True) -> None:
@@ -378,7 +398,7 @@ def draw_vehicle(layer: Image.Image, attrs: Attrs, view: View, rng: np.random.Ge
     k = 0.6 * max(su, sv)  # texture pixels per metre: the scene is downsampled by `supersample` later
     light = np.array([-0.35, 0.6 * light_dir, 1.0])
     light /= np.linalg.norm(light)
-    order = sorted(body.boxes, key=lambda b: float(np.array([(b.x0 + b.x1) / 2, 0, (b.z0 + b.z1) / 2]) @ c))
+    order = paint_order(body.boxes, c)
     for box in order:
         for name, n, o, e1, e2 in _faces(box):
             if float(n @ c) <= 0.02:
