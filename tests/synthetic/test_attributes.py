@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hcm.data.synthetic import PRESETS, spec_for
 from hcm.data.synthetic.attributes import (
@@ -18,6 +19,7 @@ from hcm.data.synthetic.attributes import (
 from hcm.data.synthetic.cameras import camera_pool, sample_cameras
 from hcm.data.synthetic.plan import draw_identities
 from hcm.data.synthetic.seeding import STREAM_CAMERAS, rng_for
+from hcm.errors import ConfigError
 
 
 def test_near_duplicate_pairs_differ_in_exactly_one_attribute() -> None:
@@ -84,3 +86,12 @@ def test_pretrain_identities_and_cameras_are_disjoint_from_every_preset() -> Non
             assert not pre & {canonical(i.kind, i.attrs) for i in ids.values()}, name
             cams = {c.signature for c in sample_cameras(PRESETS[name], rng_for(name, seed, STREAM_CAMERAS))}
             assert len(cams) == PRESETS[name].cameras and not cams & pre_cams, name
+
+
+def test_too_small_an_attribute_space_is_a_clear_error() -> None:
+    tiny = spec_for("synth-market", {
+        "palette_size": 2, "skin_tones": 1, "hair_colours": 1, "shoe_colours": 1, "builds": 1, "leg_lengths": 1,
+        "patterns": ["plain"], "hat_types": ["none"], "bag_types": ["backpack"], "bottom_types": ["skirt"],
+        "near_dup_share": 0.0})
+    with pytest.raises(ConfigError, match="attribute space is too small"):
+        sample_identities(tiny, np.random.default_rng(0), ["person"] * 200, "train", 0, set(), 0.0)

@@ -168,3 +168,14 @@ def test_manifest_counts_match_the_files(generated: dict[str, Path]) -> None:
     assert manifest["spec"]["train_ids"] == 6 and manifest["seed"] == 0 and manifest["name"] == "synth-market"
     rows = (folder / IMAGES_CSV).read_text().splitlines()
     assert len(rows) - 1 == counts["files"] == len(list(folder.rglob("*.jpg")))
+
+
+def test_progress_callback_counts_every_rendered_image(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    folder = generate("synth-veri", tmp_path, overrides=small("synth-veri"), progress=lambda d, t: calls.append((d, t)))
+    done = [d for d, _ in calls]
+    total = calls[-1][1]
+    assert done == sorted(done) and done[-1] == total
+    # queries are written twice (image_query/ and image_test/) but rendered once
+    files = json.loads((folder / MANIFEST).read_text())["counts"]["files"]
+    assert total == files - len(_jpgs(folder / "image_query"))

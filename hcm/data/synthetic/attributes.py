@@ -58,6 +58,8 @@ VEHICLE_MUTATION_WEIGHTS: dict[str, float] = {
 _BOTTOM_WEIGHTS = {"trousers": 0.65, "shorts": 0.2, "skirt": 0.15}
 _BODY_WEIGHTS = {"sedan": 0.4, "suv": 0.25, "truck": 0.1, "bus": 0.1, "van": 0.15}
 _HAIR_STYLE_P = (0.55, 0.3, 0.15)  # short, long, cropped
+#: probability that a near-duplicate's changed main colour is one of the 3 closest colours
+CLOSE_COLOUR_P = 0.6
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,14 @@ def _valid(kind: str, a: Attrs) -> bool:
     return a["stripes"][1] != a["colour"]  # type: ignore[index]
 
 
+def _nearest(palette: tuple[tuple[str, tuple[int, int, int], float], ...], size: int, k: int = 3) -> list[list[int]]:
+    """For each of the first ``size`` colours, the ``k`` closest others (RGB distance)."""
+    rgb = np.array([c[1] for c in palette[:size]], dtype=np.float64)
+    d = ((rgb[:, None, :] - rgb[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    return [list(map(int, np.argsort(row, kind="stable")[: min(k, size - 1)])) for row in d]
+
+
 class AttributeSampler:
     """Draws attribute combinations of one kind for one spec."""
 
@@ -197,6 +207,11 @@ class AttributeSampler:
             self.keys, self.samplers, self.mutation = VEHICLE_KEYS, _vehicle_sampler(spec), VEHICLE_MUTATION_WEIGHTS
         else:
             raise ValueError(f"unknown identity kind {kind!r}")
+        if kind == "person":
+            near = _nearest(palettes.CLOTHING, spec.palette_size)
+            self.close_colours = {"top": near, "bottom_colour": near}
+        else:
+            self.close_colours = {"colour": _nearest(palettes.VEHICLE, spec.vehicle_palette_size)}
 
     def sample(self, rng: np.random.Generator) -> Attrs:
         while True:
@@ -207,12 +222,20 @@ class AttributeSampler:
                 return a
 
     def mutate(self, rng: np.random.Generator, base: Attrs, tries: int = 50) -> tuple[Attrs, str] | None:
-        """``base`` with one attribute changed to another valid value, and that attribute's name."""
+        """``base`` with one attribute changed to another valid value, and that attribute's name.
+
+        A changed main colour is, more often than not, one of the few closest palette
+        colours (navy -> denim rather than navy -> yellow): the hard kind of look-alike.
+        """
         names = list(self.mutation)
         p = np.array([self.mutation[n] for n in names])
         for _ in range(tries):
             key = names[_choice(rng, p / p.sum())]
-            new = self.samplers[key](rng, base)
+            if key in self.close_colours and rng.random() < CLOSE_COLOUR_P:
+                near = self.close_colours[key][int(base[key])]  # type: ignore[arg-type]
+                new: Value = int(near[int(rng.integers(len(near)))])
+            else:
+                new = self.samplers[key](rng, base)
             if new == base[key]:
                 continue
             out = dict(base)
@@ -268,7 +291,7 @@ def sample_identities(
         if i in pending_copies:
             j = pending_copies[i]
             kinds[j] = kind
-            for _ in range(max_tries):
+            for _ in range(200):
                 a = fresh(kind)
                 for _ in range(20):
                     m = samplers[kind].mutate(rng, a)
@@ -284,8 +307,12 @@ def sample_identities(
                 if i in out:
                     break
                 taken.discard(canonical(kind, a))
-            else:  # pragma: no cover - only with a degenerate attribute space
-                raise ConfigError("synthetic identities: could not build near-duplicate pairs; lower near_dup_share")
+            else:
+                raise ConfigError(
+                    f"synthetic identities: could not build {n_pairs} near-duplicate pairs among {n} {kind} "
+                    "identities; the attribute space is too small (raise palette_size or the attribute counts, "
+                    "or lower near_dup_share or the number of identities)"
+                )
         else:
             out[i] = Identity(first_key + i, kind, fresh(kind), group)
     return [out[i] for i in range(n)]

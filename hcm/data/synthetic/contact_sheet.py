@@ -16,7 +16,6 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from hcm.data.dataset import ReIDDataset
-from hcm.data.images import load_image
 from hcm.data.synthetic.generate import IDENTITIES_JSON, IMAGES_CSV, MANIFEST
 from hcm.errors import DatasetError
 from hcm.utils.io import atomic_path
@@ -93,6 +92,8 @@ def contact_sheet(source: Source, out_png: str | Path, n_ids: int = 8, *, split:
     ``path``, ``pid``/``orig_pid`` and ``camid`` (0-based) columns. ``cameras`` (1-based)
     restricts the columns; ``seed`` picks the identities and images.
     """
+    from hcm.data.images import load_image  # imports torch: only when drawing
+
     table, labels, default_title = _table(source, split)
     if table.empty:
         raise DatasetError(f"contact sheet: no images in split {split!r} of {source}")

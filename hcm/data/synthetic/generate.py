@@ -138,27 +138,30 @@ def _write(tmp: Path, name: str, seed: int, spec: SynthSpec, plan: Plan, want: d
         workers = min(2, os.cpu_count() or 1) if total >= 600 else 1
     bar = tqdm(total=total, desc=f"generating {name}", unit="img", disable=progress is not True)
     rows: list[dict[str, Any]] = []
+    rendered = 0
 
-    def done(part: list[dict[str, Any]]) -> None:
+    def done(part: list[dict[str, Any]], n_jobs: int) -> None:
+        nonlocal rendered
         rows.extend(part)
-        bar.update(len(part))
+        rendered += n_jobs
+        bar.update(n_jobs)
         if callable(progress):
-            progress(len(rows), total)
+            progress(rendered, total)
 
     try:
         if workers <= 1:
             for chunk in chunks:
-                done(_render_chunk(ctx, chunk, str(tmp)))
+                done(_render_chunk(ctx, chunk, str(tmp)), len(chunk))
         else:
             # fork where available: no re-import of __main__ (works from notebooks and
             # stdin); the workers use only numpy and Pillow
             methods = multiprocessing.get_all_start_methods()
             mp = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
-                futures = [pool.submit(_render_chunk, ctx, chunk, str(tmp)) for chunk in chunks]
+                futures = {pool.submit(_render_chunk, ctx, chunk, str(tmp)): len(chunk) for chunk in chunks}
                 try:
                     for fut in cf.as_completed(futures):
-                        done(fut.result())
+                        done(fut.result(), futures[fut])
                 except BaseException:
                     for f in futures:
                         f.cancel()
