@@ -16,7 +16,9 @@ from hcm import __version__
 from hcm.errors import HCMError
 
 #: subcommand modules under hcm.commands, in the order shown by --help
-COMMANDS: tuple[str, ...] = ("prepare", "pretrain", "train", "evaluate", "report", "track", "schema")
+COMMANDS: tuple[str, ...] = (
+    "prepare", "contact_sheet", "pretrain", "train", "evaluate", "report", "track", "schema",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
