@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Literal
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from hcm.errors import HCMError
 from hcm.eval.distance import as_feature_tensor, check_metric, iter_distance_blocks
@@ -38,7 +40,7 @@ def evaluate_features(
     chunk_size: int | None = None,
     device: torch.device | str | None = None,
     rerank_budget: int = DEFAULT_RERANK_BUDGET,
-    progress: bool = False,
+    progress: bool = True,
 ) -> RankResult:
     """mAP / CMC / mINP of query features ``qf`` (Q, d) against gallery features ``gf`` (G, d).
 
@@ -50,8 +52,9 @@ def evaluate_features(
     ``rerank=True`` applies k-reciprocal re-ranking (``hcm.eval.rerank``; Zhong et al.
     2017, defaults k1=20, k2=6, lambda=0.3); it refuses with :class:`HCMError` when its
     memory bound exceeds ``rerank_budget`` bytes. ``device`` (default: the features'
-    device) is where distances are computed.
+    device) is where distances are computed. ``progress`` shows a tqdm bar over queries.
     """
+    t0 = time.perf_counter()
     check_metric(metric)
     q = as_feature_tensor(qf, "query features")
     g = as_feature_tensor(gf, "gallery features")
@@ -76,7 +79,13 @@ def evaluate_features(
                                     lambda_value=lambda_value, progress=progress, block_rows=rows)
     else:
         blocks = iter_distance_blocks(q, g, metric, rows, dev)
-    for start, block in blocks:
-        stop = start + block.shape[0]
-        acc.add(block, qp[start:stop], qc[start:stop])
-    return acc.result()
+    with tqdm(total=q.shape[0], desc="evaluate", unit="query", disable=not progress) as bar:
+        for start, block in blocks:
+            stop = start + block.shape[0]
+            acc.add(block, qp[start:stop], qc[start:stop])
+            bar.update(stop - start)
+    res = acc.result()
+    logger.info("evaluated %d queries x %d gallery (%s%s) in %.1f s: mAP %.4f, rank-1 %.4f, mINP %.4f",
+                q.shape[0], g.shape[0], metric, ", re-ranked" if rerank else "", time.perf_counter() - t0,
+                res.mAP, res.rank1, res.mINP)
+    return res

@@ -17,7 +17,7 @@ For one block of ``C`` query rows, :func:`match_ranks`:
    number of *matches* before match ``p`` is then ``p``, and only gallery items up to the
    last match (``d <= hi``) can precede any match;
 2. counts the *non-matches* before each match by one of two exact strategies, chosen from
-   the fraction of items with ``d <= hi`` (estimated on a column sample):
+   the fraction of items with ``d <= hi`` (estimated on a sample of rows):
 
    - ``sort`` (trained models: matches near the top, few items below the last one):
      gather the items with ``d <= hi``, drop junk, stable-sort them by
@@ -52,8 +52,8 @@ DEFAULT_BINS = 4096
 _MAX_KEYS = 2**23
 #: ``auto`` sorts the candidates when at most this fraction of the block precedes the last match
 _SORT_FRACTION = 1 / 16
-#: columns sampled to estimate that fraction
-_SAMPLE_STEP = 16
+#: every this many rows are sampled to estimate that fraction
+_SAMPLE_STEP = 8
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,25 @@ class ChunkRanks:
                             for f in ("num_matches", "ap", "inp", "first_rank")))
 
 
+class Workspace:
+    """Scratch buffers reused from block to block (fresh large tensors cost page faults).
+
+    Owned by one caller (e.g. a ``RankAccumulator``); not shared between threads.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        size = int(np.prod(shape))
+        key = (name, dtype, device)
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < size:
+            buf = torch.empty(size, dtype=dtype, device=device)
+            self._buffers[key] = buf
+        return buf[:size].view(shape)
+
+
 @dataclass(frozen=True)
 class _Matches:
     """True matches of each row sorted by (distance, index); ``real`` masks the padding."""
@@ -134,6 +153,7 @@ def match_ranks(
     *,
     strategy: Strategy = "auto",
     bins: int = DEFAULT_BINS,
+    workspace: Workspace | None = None,
 ) -> ChunkRanks:
     """AP, INP and first-match rank of each query row of ``dist`` (C, G); see the module doc.
 
@@ -142,11 +162,12 @@ def match_ranks(
     rank of the last match (Ye et al. 2021).
     """
     num_rows = dist.shape[0]
+    ws = workspace if workspace is not None else Workspace()
     step = max(1, _MAX_KEYS // (bins + 3))
     if num_rows > step:  # bin keys must stay exact integers in float32
         return ChunkRanks.cat([
             match_ranks(dist[s : s + step], q_pids[s : s + step], q_camids[s : s + step], gallery,
-                        strategy=strategy, bins=bins)
+                        strategy=strategy, bins=bins, workspace=ws)
             for s in range(0, num_rows, step)])
     device = dist.device
     m = _true_matches(dist, q_pids, q_camids, gallery)
@@ -156,12 +177,12 @@ def match_ranks(
     hi = m.dist.gather(1, (m.num - 1).clamp(min=0)[:, None])  # last true match of each row
     hi = torch.where(m.num[:, None] > 0, hi, torch.full_like(hi, -float("inf")))
     if strategy == "auto":
-        sample = dist[:, ::_SAMPLE_STEP] <= hi
+        sample = dist[::_SAMPLE_STEP] <= hi[::_SAMPLE_STEP]
         strategy = "sort" if float(sample.float().mean()) <= _SORT_FRACTION else "bins"
     if strategy == "sort":
-        rank = _ranks_by_sorting(dist, hi, q_pids, q_camids, gallery, m)
+        rank = _ranks_by_sorting(dist, hi, q_pids, q_camids, gallery, m, ws)
     elif strategy == "bins":
-        rank = _ranks_by_bins(dist, q_pids, gallery, m, bins)
+        rank = _ranks_by_bins(dist, q_pids, gallery, m, bins, ws)
     else:
         raise ValueError(f"unknown strategy {strategy!r}")
     return _summarise(rank, m)
@@ -180,10 +201,11 @@ def _true_matches(dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tens
 
 
 def _ranks_by_sorting(dist: torch.Tensor, hi: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor,
-                      gallery: GalleryIndex, m: _Matches) -> torch.Tensor:
+                      gallery: GalleryIndex, m: _Matches, ws: Workspace) -> torch.Tensor:
     """1-based rank of every true match (row-major, match order), by sorting the items ``d <= hi``."""
     num_gallery = dist.shape[1]
-    flat = _flat_nonzero(dist <= hi)  # row-major: (row, index) ascending
+    below_last = torch.le(dist, hi, out=ws.get("mask", dist.shape, torch.bool, dist.device))
+    flat = _flat_nonzero(below_last)  # row-major: (row, index) ascending
     row = torch.div(flat, num_gallery, rounding_mode="floor")
     col = flat - row * num_gallery
     same = gallery.pids[col] == q_pids[row]
@@ -201,7 +223,7 @@ def _ranks_by_sorting(dist: torch.Tensor, hi: torch.Tensor, q_pids: torch.Tensor
 
 
 def _ranks_by_bins(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryIndex, m: _Matches,
-                   bins: int) -> torch.Tensor:
+                   bins: int, ws: Workspace) -> torch.Tensor:
     """1-based rank of every true match (row-major, match order), by monotone binning."""
     device = dist.device
     num_rows, num_gallery = dist.shape
@@ -209,7 +231,7 @@ def _ranks_by_bins(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryInd
     lo = torch.where(m.num > 0, m.dist[:, 0].double(), 0.0)
     hi = m.dist.gather(1, (m.num - 1).clamp(min=0)[:, None])[:, 0].double()
     hi = torch.where(m.num > 0, hi, 0.0)
-    key = _bin_keys(dist, lo, hi, m.num > 0, bins)
+    key = _bin_keys(dist, lo, hi, m.num > 0, bins, ws.get("keys", dist.shape, dist.dtype, device))
     flat_key = key.view(-1)
 
     hist = torch.bincount(flat_key, minlength=num_rows * width)
@@ -225,7 +247,9 @@ def _ranks_by_bins(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryInd
     # non-matches sharing a bin with a true match: exact comparison, ties by index
     shared = torch.zeros(num_rows * width, dtype=torch.uint8, device=device)
     shared[key_t] = 1
-    amb = _flat_nonzero(torch.index_select(shared, 0, flat_key).view(torch.bool))
+    in_shared = ws.get("mask", (flat_key.numel(),), torch.uint8, device)
+    torch.index_select(shared, 0, flat_key, out=in_shared)
+    amb = _flat_nonzero(in_shared.view(torch.bool))
     amb_row = torch.div(amb, num_gallery, rounding_mode="floor")
     amb_col = amb - amb_row * num_gallery
     keep = gallery.pids[amb_col] != q_pids[amb_row]
@@ -267,7 +291,7 @@ _MAGIC = {torch.float32: (2.0**23, torch.int32, 0x4B000000),
 
 
 def _bin_keys(dist: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, has_match: torch.Tensor,
-              bins: int) -> torch.Tensor:
+              bins: int, out: torch.Tensor) -> torch.Tensor:
     """Flat bin key of every distance, ``row * (bins + 3) + bin``, monotone in the distance per row.
 
     ``bin = round(clamp(x * s + 1 - lo * s, 0, bins + 2))`` with ``s = bins / (hi - lo)``,
@@ -275,7 +299,8 @@ def _bin_keys(dist: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, has_match:
     monotone function for every element). The rounding to an integer is done by adding
     the exact integer ``row * (bins + 3) + 2**23`` (float32; ``2**52`` for float64) and
     reading the low bits of the sum. Any finite ``s > 0`` would give exact ranks; ``s``
-    only decides how many items share a bin with a match.
+    only decides how many items share a bin with a match. ``out`` (shaped and typed like
+    ``dist``) receives the result, viewed as integers.
     """
     num_rows = dist.shape[0]
     width = bins + 3
@@ -285,7 +310,7 @@ def _bin_keys(dist: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, has_match:
     scale = torch.minimum(scale, 1e30 / lo.abs().clamp(min=1.0))  # keeps x * s + c finite
     scale = torch.where(has_match, scale, 0.0)
     base = torch.arange(num_rows, device=dist.device, dtype=torch.float64) * width + magic
-    u = dist * scale.to(dist.dtype)[:, None]
+    u = torch.mul(dist, scale.to(dist.dtype)[:, None], out=out)
     u.add_((1.0 - lo * scale).to(dist.dtype)[:, None])
     u.clamp_(0.0, width - 1.0)
     u.add_(base.to(dist.dtype)[:, None])  # exact integer + u, rounded to an integer

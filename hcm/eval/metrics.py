@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from hcm.errors import HCMError
-from hcm.eval.match_ranks import GalleryIndex, match_ranks
+from hcm.eval.match_ranks import GalleryIndex, Workspace, match_ranks
 
 logger = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence[Any]
 
 #: distances scored at once by the metric kernel (bounds its temporaries, ~20 bytes each)
-KERNEL_ELEMENTS = 1 << 20
+KERNEL_ELEMENTS = 1 << 22
 #: bytes of one block of float32 distances computed at once by ``evaluate_features``
 #: (large blocks keep the matrix product efficient; the kernel then walks them in pieces)
 DISTANCE_BLOCK_BYTES = 256 << 20
@@ -112,6 +112,7 @@ class RankAccumulator:
         self._inp: list[torch.Tensor] = []
         self._first: list[torch.Tensor] = []
         self._num_queries = 0
+        self._workspace = Workspace()
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
         """Score query rows ``dist`` (C, G) with their labels, ``KERNEL_ELEMENTS`` distances at a time."""
@@ -128,7 +129,8 @@ class RankAccumulator:
             if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
                 raise HCMError("the distance matrix contains NaN or infinite values; check the features "
                                "(a NaN feature usually means a diverged model or an unreadable image)")
-            res = match_ranks(part, q_pids[s : s + rows], q_camids[s : s + rows], self.gallery)
+            res = match_ranks(part, q_pids[s : s + rows], q_camids[s : s + rows], self.gallery,
+                              workspace=self._workspace)
             valid = res.num_matches > 0
             self._ap.append(res.ap[valid].cpu())
             self._inp.append(res.inp[valid].cpu())

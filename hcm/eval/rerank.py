@@ -91,17 +91,34 @@ class FeatureSource:
         return distance_block(self.x[start:stop], sq, self.x, self.x_sq).cpu()
 
     def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Grouped by ``i``: each row's partners are gathered once and multiplied in one ``bmm``."""
         out = np.empty(len(i), dtype=np.float32)
-        step = 1 << 16
-        for s in range(0, len(i), step):
-            a = self.x[torch.as_tensor(i[s : s + step], device=self.x.device)]
-            b = self.x[torch.as_tensor(j[s : s + step], device=self.x.device)]
-            dot = (a * b).sum(1)
+        if len(i) == 0:
+            return out
+        order = np.argsort(i, kind="stable")
+        i_sorted, j_sorted = i[order], j[order]
+        rows, first, count = np.unique(i_sorted, return_index=True, return_counts=True)
+        by_count = np.argsort(count, kind="stable")  # similar widths together: little padding
+        rows, first, count = rows[by_count], first[by_count], count[by_count]
+        budget = max(1, (1 << 23) // self.x.shape[1])  # gathered partner vectors per step: 32 MB
+        dev = self.x.device
+        s = 0
+        while s < len(rows):
+            # counts ascend: rows s..e-1 fit in `budget` vectors when padded to the last one's count
+            width = int(count[min(len(rows), s + max(1, budget // int(count[s]))) - 1])
+            e = min(len(rows), s + max(1, budget // width))
+            r = rows[s:e]
+            slot = first[s:e, None] + np.arange(width)
+            valid = np.arange(width) < count[s:e, None]
+            partner = np.where(valid, j_sorted[np.minimum(slot, len(j_sorted) - 1)], r[:, None])
+            r_t, p_t = torch.as_tensor(r, device=dev), torch.as_tensor(partner, device=dev)
+            dot = torch.bmm(self.x[p_t], self.x[r_t].unsqueeze(2)).squeeze(2)
             if self.x_sq is None:
                 d = 1.0 - dot
             else:
-                d = (a * a).sum(1) + (b * b).sum(1) - 2.0 * dot
-            out[s : s + step] = d.float().cpu().numpy()
+                d = self.x_sq[r_t][:, None] + self.x_sq[p_t] - 2.0 * dot
+            out[order[slot[valid]]] = d.cpu().numpy()[valid]
+            s = e
         return out
 
 

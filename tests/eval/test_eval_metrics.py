@@ -195,3 +195,15 @@ def test_bad_input_raises_clear_error(args, message):
 def test_max_rank_must_be_positive():
     with pytest.raises(HCMError, match="max_rank"):
         evaluate_rank(np.array([[0.1]]), [1], [1], [0], [1], max_rank=0)
+
+
+def test_integer_distances_and_numpy_or_torch_labels():
+    rng = np.random.default_rng(12)
+    dist = rng.integers(0, 5, (15, 40))
+    qp, gp = rng.integers(0, 4, 15), rng.integers(0, 4, 40)
+    qc, gc = rng.integers(0, 2, 15), rng.integers(0, 2, 40)
+    a = evaluate_rank(dist, qp, gp, qc, gc)
+    b = evaluate_rank(torch.from_numpy(dist.astype(np.float32)), torch.from_numpy(qp), list(gp),
+                      torch.from_numpy(qc).int(), tuple(gc))
+    assert a.mAP == b.mAP and a.mINP == b.mINP
+    np.testing.assert_array_equal(a.cmc, b.cmc)
