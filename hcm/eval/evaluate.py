@@ -51,7 +51,7 @@ def evaluate_features(
 
     ``rerank=True`` applies k-reciprocal re-ranking (``hcm.eval.rerank``; Zhong et al.
     2017, defaults k1=20, k2=6, lambda=0.3); it refuses with :class:`HCMError` when its
-    memory bound exceeds ``rerank_budget`` bytes. ``device`` (default: the features'
+    memory bounds exceed ``rerank_budget`` bytes (``hcm.eval.rerank.estimate_rerank_memory``). ``device`` (default: the features'
     device) is where distances are computed. ``progress`` shows a tqdm bar over queries.
     """
     t0 = time.perf_counter()
@@ -76,7 +76,8 @@ def evaluate_features(
         logger.info("k-reciprocal re-ranking of %d queries x %d gallery (k1=%d, k2=%d, lambda=%g)",
                     q.shape[0], g.shape[0], k1, k2, lambda_value)
         blocks = iter_rerank_blocks(rerank_source(q, g, metric, dev), q.shape[0], k1=k1, k2=k2,
-                                    lambda_value=lambda_value, progress=progress, block_rows=rows)
+                                    lambda_value=lambda_value, progress=progress, block_rows=rows,
+                                    budget=rerank_budget)
     else:
         blocks = iter_distance_blocks(q, g, metric, rows, dev)
     with tqdm(total=q.shape[0], desc="evaluate", unit="query", disable=not progress) as bar:

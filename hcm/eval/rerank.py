@@ -127,31 +127,41 @@ def half_k(k1: int) -> int:
     return int(np.around(k1 / 2.0))
 
 
-def estimate_rerank_memory(num_query: int, num_gallery: int, k1: int = 20, k2: int = 6) -> int:
-    """Upper bound (bytes) of the memory :func:`iter_rerank_blocks` needs beyond its inputs.
+#: bytes per stored non-zero of a sparse matrix, counting construction copies (COO, CSR, CSC)
+_NNZ_BYTES = 48
 
-    Counts the neighbour lists, the sparse ``V`` before and after query expansion at their
-    largest possible size (every expansion set and every query expansion full), the
-    construction copies, and one block of each pass.
+
+def estimate_rerank_memory(num_query: int, num_gallery: int, k1: int = 20, k2: int = 6) -> int:
+    """Upper bound (bytes) of the memory re-ranking needs before query expansion.
+
+    Counts the neighbour lists, the k-reciprocal membership tensors, the sparse ``V`` at
+    its largest possible size (every expansion set full: ``k + k * kh`` entries a row) and
+    one block of each pass. The query-expanded ``V`` is checked separately, once ``V`` is
+    known (:func:`iter_rerank_blocks`): its worst case, ``k2`` times that of ``V``, is
+    never approached in practice and would refuse every large set.
     """
     n = num_query + num_gallery
     k = min(k1 + 1, n)
     kh = min(half_k(k1) + 1, n)
     row_nnz = min(n, k + k * kh)
-    qe_nnz = min(n, row_nnz * max(1, min(k2, n)))
-    sparse_bytes = 3 * 16 * n * (row_nnz + qe_nnz)  # COO + CSR + CSC copies; index + value
-    neighbours = 8 * n * k + n * k * kh * k  # ranks + the k-reciprocal membership tensor
+    sparse_bytes = _NNZ_BYTES * n * row_nnz
+    neighbours = 8 * n * max(k, k2) + n * k * kh + (1 << 24)  # ranks, masks, membership block
     blocks = 16 * _BLOCK_ELEMENTS + 40 * _TRIPLES_PER_BLOCK + 16 * n
     return sparse_bytes + neighbours + blocks
 
 
-def check_rerank_budget(num_query: int, num_gallery: int, k1: int, k2: int, budget: int) -> None:
-    need = estimate_rerank_memory(num_query, num_gallery, k1, k2)
+def _check_budget(need: int, what: str, num_query: int, num_gallery: int, budget: int) -> None:
     if need > budget:
         raise HCMError(
-            f"k-reciprocal re-ranking of {num_query} queries x {num_gallery} gallery images may need up to "
+            f"k-reciprocal re-ranking of {num_query} queries x {num_gallery} gallery images: {what} may need "
             f"{need / 2**30:.1f} GiB, over the budget of {budget / 2**30:.1f} GiB; disable re-ranking "
             "(eval.rerank=false / --no-rerank), evaluate a smaller set, or raise the budget")
+
+
+def check_rerank_budget(num_query: int, num_gallery: int, k1: int, k2: int, budget: int) -> None:
+    """Refuse (:class:`HCMError`) when :func:`estimate_rerank_memory` exceeds ``budget`` bytes."""
+    _check_budget(estimate_rerank_memory(num_query, num_gallery, k1, k2), "the neighbour pass",
+                  num_query, num_gallery, budget)
 
 
 @dataclass(frozen=True)
@@ -239,6 +249,11 @@ def _weights(source: DistanceSource, nb: _Neighbours, rows: np.ndarray, cols: np
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float32)
 
 
+def _query_expansion_nnz(v: sp.csr_matrix, ranks: np.ndarray, k2: int) -> int:
+    """Upper bound of the non-zeros of the query-expanded ``V`` (sum of the merged rows' sizes)."""
+    return int(np.diff(v.indptr)[ranks[:, : min(k2, v.shape[0])]].sum()) if k2 != 1 else v.nnz
+
+
 def _query_expansion(v: sp.csr_matrix, ranks: np.ndarray, k2: int) -> sp.csr_matrix:
     """Step 5: ``V[i] <- mean(V[R[i, :k2]])`` (skipped for ``k2 == 1``, as in the original)."""
     if k2 == 1:
@@ -273,10 +288,13 @@ def _jaccard_block(vq: sp.csr_matrix, vg_csc: sp.csc_matrix) -> np.ndarray:
 
 def iter_rerank_blocks(source: DistanceSource, num_query: int, *, k1: int = 20, k2: int = 6,
                        lambda_value: float = 0.3, progress: bool = False,
-                       block_rows: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+                       block_rows: int | None = None,
+                       budget: int = DEFAULT_RERANK_BUDGET) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, block)``: re-ranked distances of query rows ``start:start+len(block)`` to the gallery.
 
-    Items ``0:num_query`` of ``source`` are the queries, the rest the gallery.
+    Items ``0:num_query`` of ``source`` are the queries, the rest the gallery. Raises
+    :class:`HCMError` before any work if :func:`estimate_rerank_memory` exceeds ``budget``
+    bytes, and before query expansion if the expanded ``V`` could.
     """
     n = source.num
     num_gallery = n - num_query
@@ -284,9 +302,14 @@ def iter_rerank_blocks(source: DistanceSource, num_query: int, *, k1: int = 20, 
         raise HCMError(f"re-ranking needs k1 >= 1 and k2 >= 1, got k1={k1}, k2={k2}")
     if not 0.0 <= lambda_value <= 1.0:
         raise HCMError(f"re-ranking lambda_value must be in [0, 1], got {lambda_value}")
+    check_rerank_budget(num_query, num_gallery, k1, k2, budget)
     nb = _neighbours(source, min(max(k1 + 1, k2), n), progress)
     rows, cols = _expansion_sets(nb, k1)
-    v = _query_expansion(_weights(source, nb, rows, cols), nb.ranks, k2)
+    v = _weights(source, nb, rows, cols)
+    need = _NNZ_BYTES * (v.nnz + _query_expansion_nnz(v, nb.ranks, k2)) + 8 * nb.ranks.size
+    _check_budget(need, "the query expansion", num_query, num_gallery, budget)
+    logger.debug("re-ranking: V has %d non-zeros (%.1f a row)", v.nnz, v.nnz / max(n, 1))
+    v = _query_expansion(v, nb.ranks, k2)
     vg_csc = v[num_query:].tocsc()
     vg_csc.sort_indices()
     nnz_per_col = np.diff(vg_csc.indptr)
@@ -324,10 +347,9 @@ def re_ranking(q_g_dist: np.ndarray | torch.Tensor, q_q_dist: np.ndarray | torch
     if qq.shape != (nq, nq) or gg.shape != (ng, ng):
         raise HCMError(f"re_ranking: q_g_dist is {tuple(qg.shape)}, so q_q_dist must be {(nq, nq)} and "
                        f"g_g_dist {(ng, ng)}; got {tuple(qq.shape)} and {tuple(gg.shape)}")
-    check_rerank_budget(nq, ng, k1, k2, budget)
     full = torch.cat([torch.cat([qq, qg], 1), torch.cat([qg.T, gg], 1)], 0).float()
     blocks = [b for _, b in iter_rerank_blocks(DenseSource(full), nq, k1=k1, k2=k2,
-                                               lambda_value=lambda_value)]
+                                               lambda_value=lambda_value, budget=budget)]
     return torch.cat(blocks).numpy()
 
 

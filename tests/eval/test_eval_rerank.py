@@ -123,6 +123,16 @@ def test_refuses_when_the_memory_bound_exceeds_the_budget():
                       rerank_budget=need)
 
 
+def test_query_expansion_is_checked_against_the_budget_once_v_is_known(monkeypatch):
+    import hcm.eval.rerank as rerank
+
+    monkeypatch.setattr(rerank, "estimate_rerank_memory", lambda *args: 0)  # pass the first check
+    feats, _ = _features(12, 30)
+    dist = pairwise_distance(feats, feats).numpy()
+    with pytest.raises(HCMError, match="query expansion"):
+        re_ranking(*_blocks(dist, 10), k1=5, k2=3, budget=1000)
+
+
 def test_memory_estimate_grows_with_the_set_and_stays_far_below_dense_for_msmt17():
     small, large = estimate_rerank_memory(100, 1000), estimate_rerank_memory(11659, 82161)
     assert small < large
