@@ -21,7 +21,8 @@ For one block of ``C`` query rows, :func:`match_ranks`:
 
    - ``sort`` (trained models: matches near the top, few items below the last one):
      gather the items with ``d <= hi``, drop junk, stable-sort them by
-     ``(row, distance, index)``; a match's rank is its position in its row.
+     ``(row, distance, index)`` (for float32 one radix-sortable int64 key: the row, then
+     the distance's bits made order-preserving); a match's rank is its position in its row.
    - ``bins`` (matches spread over the row, e.g. an untrained model or random data):
      map every distance to an integer bin, ``key(x) = round(clamp(x * s + c))``, with
      ``s, c`` per row spreading the row's matches over ``bins`` bins. The map is a chain
@@ -212,9 +213,12 @@ def _ranks_by_sorting(dist: torch.Tensor, hi: torch.Tensor, q_pids: torch.Tensor
     junk = same & (gallery.camids[col] == q_camids[row])
     keep = ~junk
     flat, row, same = flat[keep], row[keep], same[keep]
-    x = dist.view(-1)[flat]
-    order = torch.sort(x, stable=True).indices  # by distance; ties keep (row, index) order
-    order = order[torch.sort(row[order], stable=True).indices]  # then by row
+    key = _ordered_int(dist.view(-1)[flat])  # integer order == float order
+    if dist.dtype == torch.float32:  # one radix-sortable key: (row, distance); ties keep index order
+        order = torch.sort((row << 32) | (key.long() + 2**31), stable=True).indices
+    else:
+        order = torch.sort(key, stable=True).indices
+        order = order[torch.sort(row[order], stable=True).indices]
     row, same = row[order], same[order]
     counts = torch.bincount(row, minlength=dist.shape[0])
     first = torch.cumsum(counts, 0) - counts
@@ -315,6 +319,17 @@ def _bin_keys(dist: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, has_match:
     u.clamp_(0.0, width - 1.0)
     u.add_(base.to(dist.dtype)[:, None])  # exact integer + u, rounded to an integer
     return u.view(int_dtype).sub_(magic_bits)
+
+
+def _ordered_int(x: torch.Tensor) -> torch.Tensor:
+    """Integers ordered like the floats ``x`` (finite; ``-0.0`` and ``0.0`` map to the same value).
+
+    The IEEE bit pattern read as a signed integer is ordered for non-negative floats;
+    for negative ones, flipping every bit but the sign reverses their order.
+    """
+    bits = (x + 0.0).view(torch.int32 if x.dtype == torch.float32 else torch.int64)  # -0.0 -> 0.0
+    flip = 0x7FFFFFFF if x.dtype == torch.float32 else 0x7FFFFFFFFFFFFFFF
+    return torch.where(bits < 0, bits ^ flip, bits)
 
 
 def _exclusive_row_cumsum(x: torch.Tensor) -> torch.Tensor:

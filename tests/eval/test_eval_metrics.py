@@ -207,3 +207,14 @@ def test_integer_distances_and_numpy_or_torch_labels():
                       torch.from_numpy(qc).int(), tuple(gc))
     assert a.mAP == b.mAP and a.mINP == b.mINP
     np.testing.assert_array_equal(a.cmc, b.cmc)
+
+
+@pytest.mark.parametrize("strategy", ["sort", "bins"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_negative_zero_ties_with_zero(strategy, dtype):
+    # -0.0 == 0.0, so the stable order is the gallery order: match (index 2) has rank 3
+    dist = torch.tensor([[0.0, -0.0, -0.0, 0.0, -1.0]], dtype=dtype)
+    gallery = GalleryIndex.build(torch.tensor([5, 6, 1, 1, 7]), torch.tensor([0, 0, 1, 0, 0]))
+    res = match_ranks(dist, torch.tensor([1]), torch.tensor([0]), gallery, strategy=strategy)
+    # ranking: index 4 (-1.0), then 0, 1, 2 (match), 3 (junk: pid 1, camera 0)
+    assert int(res.first_rank[0]) == 4 and float(res.ap[0]) == 1 / 4
