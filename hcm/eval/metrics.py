@@ -116,6 +116,9 @@ class RankAccumulator:
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
         """Score query rows ``dist`` (C, G) with their labels, ``KERNEL_ELEMENTS`` distances at a time."""
+        if dist.dim() != 2 or dist.shape[1] != len(self.gallery) or not (len(q_pids) == len(q_camids) == len(dist)):
+            raise HCMError(f"distance block of shape {tuple(dist.shape)} does not match {len(q_pids)} query "
+                           f"labels and {len(self.gallery)} gallery labels")
         dist = dist.to(self.device)
         if not dist.dtype.is_floating_point:
             dist = dist.double()

@@ -218,3 +218,13 @@ def test_negative_zero_ties_with_zero(strategy, dtype):
     res = match_ranks(dist, torch.tensor([1]), torch.tensor([0]), gallery, strategy=strategy)
     # ranking: index 4 (-1.0), then 0, 1, 2 (match), 3 (junk: pid 1, camera 0)
     assert int(res.first_rank[0]) == 4 and float(res.ap[0]) == 1 / 4
+
+
+def test_accumulator_refuses_blocks_that_do_not_match_the_labels():
+    from hcm.eval.metrics import RankAccumulator
+
+    acc = RankAccumulator(torch.tensor([1, 2, 3]), torch.tensor([0, 0, 1]), torch.device("cpu"), 5)
+    with pytest.raises(HCMError, match="does not match"):
+        acc.add(torch.zeros(2, 4), torch.tensor([1, 2]), torch.tensor([1, 1]))
+    with pytest.raises(HCMError, match="does not match"):
+        acc.add(torch.zeros(2, 3), torch.tensor([1]), torch.tensor([1]))
