@@ -64,11 +64,12 @@ class KMeansClusterer:
     num_clusters: int
     seed: int = 0
     niter: int = 20
+    nredo: int = 1
     threads: int | None = None
 
     def __call__(self, features: Any) -> tuple[np.ndarray, ClusterSummary]:
         return kmeans_labels(features, self.num_clusters, seed=self.seed, niter=self.niter,
-                             threads=self.threads)
+                             nredo=self.nredo, threads=self.threads)
 
 
 @CLUSTERERS.register("dbscan")

@@ -2,6 +2,10 @@
 
 Spherical k-means on the L2-normalised features (centroids re-normalised after each
 update, i.e. clustering by cosine similarity); every image gets a cluster (no outliers).
+Initialisation: faiss' (distinct random images as centroids, drawn from ``seed``); with
+``nredo`` > 1 the run with the lowest objective is kept. (scikit-learn's k-means++
+initialisation was tried: 149 s at N = 12,936, k = 431 on 2 cores, against 5 s for the
+whole faiss run, so it is not used.)
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def kmeans_labels(features: Any, num_clusters: int, *, seed: int = 0, niter: int = 20,
+                  nredo: int = 1,
                   threads: int | None = None) -> tuple[np.ndarray, ClusterSummary]:
     """Spherical k-means into ``num_clusters`` clusters; labels renumbered by first appearance.
 
@@ -37,14 +42,14 @@ def kmeans_labels(features: Any, num_clusters: int, *, seed: int = 0, niter: int
                 "features; set cluster.num_clusters accordingly"
             )
     with timer.stage("kmeans"), faiss_threads(threads):
-        km = faiss.Kmeans(dim, num_clusters, niter=niter, seed=seed, spherical=True,
+        km = faiss.Kmeans(dim, num_clusters, niter=niter, nredo=nredo, seed=seed, spherical=True,
                           min_points_per_centroid=1, max_points_per_centroid=n, verbose=False)
         km.train(x)
         _, assign = km.index.search(x, 1)
     labels = canonical_labels(assign[:, 0])
     summary = ClusterSummary.from_labels(
         labels, "kmeans", times=timer.times,
-        params={"num_clusters": num_clusters, "seed": seed, "niter": niter},
+        params={"num_clusters": num_clusters, "seed": seed, "niter": niter, "nredo": nredo},
     )
     logger.info("pseudo labels: %s", summary.describe())
     return labels, summary
