@@ -43,6 +43,7 @@ def pseudo_labels(features: Any, eps: float = 0.6, min_samples: int = 4, k1: int
     summary = ClusterSummary.from_labels(
         labels, "dbscan", times=timer.times,
         params={"eps": eps, "min_samples": min_samples, "k1": k1, "k2": k2},
+        extra={"stored_pairs": int(dist.nnz)},
     )
     logger.info("pseudo labels: %s", summary.describe())
     return labels, summary

@@ -14,13 +14,16 @@ share no column are at distance exactly 1. Here each step is a sparse-matrix ope
 4. softmax weights over each expanded set (dot products of the pairs only);
 5. query expansion ``V <- Q V / k2`` with ``Q[i, R[i, :k2]] = 1``;
 6. ``m_ij = sum_k min(V_ik, V_jk)`` by expanding, block of rows by block of rows, every
-   stored ``V_ik`` against the stored entries of column k (the pairs with overlapping
-   support, and only those), then ``d = 1 - m / (2 - m)`` clamped at 0.
+   stored ``V_ik`` against the stored entries ``V_jk``, j >= i, of column k (the pairs
+   with overlapping support, and only those, each once) and summing per pair, then
+   ``d = 1 - m / (2 - m)`` clamped at 0, mirrored to the lower triangle (so the result
+   is exactly symmetric).
 
-Precision: the k-NN ranking uses float32-rounded distances (see :mod:`hcm.cluster.knn`);
-everything after it is float64 (dot products of float32 features accumulated in float64,
-softmax, query expansion, min-sums and distances). The public code computes in float32
-(fp16 optionally), so its distances differ from these by float32 rounding (~1e-7).
+Precision: the k-NN order is exact for float32-rounded distances (see
+:mod:`hcm.cluster.knn`); the dot products inside the softmax weights are float32 (faiss,
+as the public code's ``torch.mm``; error ~1e-7 at d = 2048); the softmax, query
+expansion, min-sums and distances are float64 (the public code: float32, fp16 optionally),
+so distances agree with an all-float64 computation to ~1e-6 at worst.
 
 The result is a CSR matrix holding every pair with distance < 1 (every other pair is at
 distance 1), with the diagonal stored as exact zeros and every zero distance stored
@@ -37,7 +40,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from hcm.cluster.features import FeatureError, prepare_features
-from hcm.cluster.knn import exact_knn, row_pair_dots
+from hcm.cluster.knn import csr_row_inner_products, exact_knn
 from hcm.cluster.summary import StageTimer
 from hcm.errors import ConfigError
 
@@ -45,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 #: (row, column, value) triples materialised at once by the min-sum step (~40 bytes each)
 DEFAULT_MAX_TRIPLES = 1 << 23
+#: entries of the dense (block rows x N) float64 accumulator of the min-sum step
+DEFAULT_ACCUMULATOR = 1 << 22
 
 
 def half_k(k1: int) -> int:
@@ -94,6 +99,8 @@ def expand_sets(s: sp.csr_matrix, h: sp.csr_matrix) -> sp.csr_matrix:
 def softmax_weights(x: np.ndarray, support: sp.csr_matrix) -> sp.csr_matrix:
     """Step 4: ``V[i, j] = softmax over j in E_i of -(2 - 2 f_i . f_j)`` (float64 CSR).
 
+    The dot products are float32 (as the public code's ``torch.mm``), the softmax float64.
+
     ``support``: CSR whose stored entries are the sets E_i (every row non-empty).
     """
     n = support.shape[0]
@@ -101,7 +108,8 @@ def softmax_weights(x: np.ndarray, support: sp.csr_matrix) -> sp.csr_matrix:
     if (counts == 0).any():
         raise ValueError("every row of the support must be non-empty (i is in its own set)")
     rows = np.repeat(np.arange(n, dtype=np.int64), counts)
-    logits = -(2.0 - 2.0 * row_pair_dots(x, rows, support.indices))
+    dots = csr_row_inner_products(x, support.indptr, support.indices).astype(np.float64)
+    logits = -(2.0 - 2.0 * dots)
     starts = support.indptr[:-1]
     logits -= np.maximum.reduceat(logits, starts)[rows]
     weights = np.exp(logits)
@@ -122,73 +130,112 @@ def query_expansion(v: sp.csr_matrix, ranks: np.ndarray, k2: int) -> sp.csr_matr
     return out
 
 
-def _row_blocks(row_cost: np.ndarray, budget: int) -> list[tuple[int, int]]:
-    """Split rows into consecutive blocks of total cost <= budget (at least one row each)."""
+def _row_blocks(row_cost: np.ndarray, budget: int, max_rows: int) -> list[tuple[int, int]]:
+    """Split rows into consecutive blocks of total cost <= budget and at most ``max_rows``
+    rows (at least one row each)."""
     blocks: list[tuple[int, int]] = []
     cumulative = np.concatenate([[0], np.cumsum(row_cost, dtype=np.int64)])
     start, n = 0, len(row_cost)
     while start < n:
         stop = int(np.searchsorted(cumulative, cumulative[start] + budget, side="right")) - 1
-        stop = min(max(stop, start + 1), n)
+        stop = min(max(stop, start + 1), start + max_rows, n)
         blocks.append((start, stop))
         start = stop
     return blocks
 
 
+def _mirror_upper(n: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray) -> sp.csr_matrix:
+    """Full symmetric CSR (sorted indices) from the upper triangle (rows <= cols), sorted by
+    (row, col). Row r holds first its lower entries (from the pairs (i, r), i < r, in order
+    of i) and then its upper ones, so every row comes out sorted without a sort per row."""
+    off = rows != cols
+    lower_rows = cols[off]
+    order = np.argsort(lower_rows, kind="stable")  # by (r, i): the upper list is sorted by i
+    lower_rows, lower_cols, lower_data = lower_rows[order], rows[off][order], data[off][order]
+    upper_count = np.bincount(rows, minlength=n)
+    lower_count = np.bincount(lower_rows, minlength=n)
+    indptr = np.concatenate([[0], np.cumsum(upper_count + lower_count)])
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    out_data = np.empty(int(indptr[-1]), dtype=np.float64)
+    lower_start = np.concatenate([[0], np.cumsum(lower_count)[:-1]])
+    upper_start = np.concatenate([[0], np.cumsum(upper_count)[:-1]])
+    lower_pos = indptr[lower_rows] + np.arange(len(lower_rows)) - lower_start[lower_rows]
+    upper_pos = indptr[rows] + lower_count[rows] + np.arange(len(rows)) - upper_start[rows]
+    indices[lower_pos], out_data[lower_pos] = lower_cols, lower_data
+    indices[upper_pos], out_data[upper_pos] = cols, data
+    out = sp.csr_matrix((out_data, indices, indptr), shape=(n, n))
+    out.has_sorted_indices = True
+    return out
+
+
 def jaccard_from_weights(v: sp.csr_matrix, *, cutoff: float | None = None,
                          max_triples: int = DEFAULT_MAX_TRIPLES,
+                         accumulator: int = DEFAULT_ACCUMULATOR,
                          progress: bool = False) -> sp.csr_matrix:
     """Step 6: ``d_ij = max(0, 1 - m_ij / (2 - m_ij))``, ``m_ij = sum_k min(V_ik, V_jk)``.
 
     Only pairs with overlapping support are computed (all others are at distance 1 and
-    not stored). Rows are processed in blocks whose number of (i, j, k) triples stays
-    under ``max_triples``, so memory is bounded whatever N. Returns float64 CSR with the
-    pairs at distance < 1 (``cutoff`` given: only those at distance <= cutoff), the
-    diagonal stored as exact zeros and zero distances kept.
+    not stored), and only once (j >= i; m is symmetric): for a block of rows, every stored
+    ``V_ik`` is paired with the stored entries ``V_jk``, j >= i, of column k (the
+    (i, j, k) triples), and ``min(V_ik, V_jk)`` is summed per (i, j) with ``np.bincount``
+    into a dense (block rows x (N - first row)) accumulator, whose non-zeros are the pairs
+    with overlapping support. Blocks hold at most ``max_triples`` triples and
+    ``accumulator`` accumulator entries, so memory is bounded whatever N.
+
+    Returns a symmetric float64 CSR (sorted indices) with the pairs at distance < 1
+    (``cutoff`` given: only those at distance <= cutoff), the diagonal stored as exact
+    zeros and zero distances kept.
     """
     n = v.shape[0]
     v = v.tocsr()
     v.sort_indices()
-    vc = v.tocsc()
-    vc.sort_indices()
-    col_count = np.diff(vc.indptr).astype(np.int64)
-    entry_cost = col_count[v.indices]
-    row_cost = np.add.reduceat(entry_cost, v.indptr[:-1]) if n else np.zeros(0, np.int64)
-    row_cost[np.diff(v.indptr) == 0] = 0
-    data_parts: list[np.ndarray] = []
-    index_parts: list[np.ndarray] = []
-    row_nnz = np.zeros(n, dtype=np.int64)
-    blocks = _row_blocks(row_cost, max_triples)
+    nnz = v.nnz
+    entry_row = np.repeat(np.arange(n, dtype=np.int64), np.diff(v.indptr))
+    # column-major order of the entries; csc_pos[e] = position of CSR entry e in it
+    to_csc = np.lexsort((entry_row, v.indices))
+    csc_rows = entry_row[to_csc].astype(np.int32)
+    csc_data = v.data[to_csc]
+    csc_pos = np.empty(nnz, dtype=np.int64)
+    csc_pos[to_csc] = np.arange(nnz)
+    col_end = np.cumsum(np.bincount(v.indices, minlength=n))
+    # members j >= i of column k start at entry (i, k) itself (columns sorted by row)
+    entry_count = col_end[v.indices] - csc_pos
+    row_cost = np.bincount(entry_row, weights=entry_count, minlength=n).astype(np.int64)
+    del to_csc
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    blocks = _row_blocks(row_cost, max_triples, max(1, accumulator // max(n, 1)))
     for r0, r1 in tqdm(blocks, desc="jaccard", unit="block", disable=not progress, leave=False):
         e0, e1 = int(v.indptr[r0]), int(v.indptr[r1])
-        cols = v.indices[e0:e1]
-        counts = col_count[cols]
+        counts = entry_count[e0:e1]
         total = int(counts.sum())
-        # position in vc of every triple: start of column k + offset within the column
+        width = n - r0  # columns j >= r0 only
         first = np.cumsum(counts) - counts
-        pos = np.repeat(vc.indptr[cols].astype(np.int64) - first, counts) + np.arange(total)
-        mins = np.minimum(np.repeat(v.data[e0:e1], counts), vc.data[pos])
-        entry_row = np.repeat(np.arange(r1 - r0, dtype=np.int32), np.diff(v.indptr[r0:r1 + 1]))
-        block = sp.coo_matrix(
-            (mins, (np.repeat(entry_row, counts), vc.indices[pos])), shape=(r1 - r0, n)
-        ).tocsr()  # sums the triples of each (i, j)
-        del pos, mins
-        block.sum_duplicates()
-        m = block.data
+        pos = np.repeat(csc_pos[e0:e1] - first, counts)
+        pos += np.arange(total)
+        mins = np.minimum(np.repeat(v.data[e0:e1], counts), csc_data[pos])
+        local = np.repeat(np.arange(r1 - r0, dtype=np.int64) * width - r0,
+                          np.diff(v.indptr[r0:r1 + 1]))
+        key = np.repeat(local, counts)
+        key += csc_rows[pos]
+        del pos
+        m_block = np.bincount(key, weights=mins, minlength=(r1 - r0) * width)
+        del key, mins
+        flat = np.flatnonzero(m_block)  # pairs with overlapping support (each min is > 0)
+        m = m_block[flat]
+        del m_block
+        local_row, col = np.divmod(flat, width)
+        row = local_row + r0
+        col += r0
         dist = 1.0 - m / (2.0 - m)
         np.maximum(dist, 0.0, out=dist)
-        block_rows = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(block.indptr))
-        dist[block.indices == block_rows] = 0.0  # d_ii = 0 exactly (m_ii = 1 up to rounding)
+        dist[col == row] = 0.0  # d_ii = 0 exactly (m_ii = 1 up to rounding)
         keep = dist < 1.0 if cutoff is None else dist <= cutoff
-        data_parts.append(dist[keep])
-        index_parts.append(block.indices[keep].astype(np.int32))
-        row_nnz[r0:r1] = np.bincount(block_rows[keep] - r0, minlength=r1 - r0)
-    indptr = np.concatenate([[0], np.cumsum(row_nnz)])
-    data = np.concatenate(data_parts) if data_parts else np.zeros(0)
-    indices = np.concatenate(index_parts) if index_parts else np.zeros(0, np.int32)
-    out = sp.csr_matrix((data, indices, indptr), shape=(n, n))
-    out.has_sorted_indices = True
-    return out
+        parts.append((row[keep], col[keep].astype(np.int32), dist[keep]))
+    if not parts:
+        return sp.csr_matrix((n, n), dtype=np.float64)
+    rows, cols, data = (np.concatenate(p) for p in zip(*parts, strict=True))
+    del parts
+    return _mirror_upper(n, rows, cols, data)
 
 
 def check_params(n: int, k1: int, k2: int) -> None:

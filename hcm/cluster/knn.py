@@ -104,6 +104,37 @@ def row_pair_dots(x: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     return out
 
 
+def csr_row_inner_products(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                           chunk_rows: int = 2048) -> np.ndarray:
+    """``x[i] . x[indices[p]]`` for every stored position p of row i of a CSR pattern (float32).
+
+    Uses faiss' multi-threaded ``fvec_inner_products_by_idx`` (float32 accumulation, the
+    precision of the public code's ``torch.mm``): rows are sorted by length and processed
+    in chunks padded to the chunk's longest row, so padding costs little.
+    """
+    n = len(indptr) - 1
+    lengths = np.diff(indptr).astype(np.int64)
+    out = np.empty(int(indptr[-1]), dtype=np.float32)
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, n, chunk_rows):
+        rows = order[start:start + chunk_rows]
+        width = int(lengths[rows].max(initial=0))
+        if width == 0:
+            continue
+        offset = np.arange(width)
+        valid = offset[None, :] < lengths[rows, None]
+        pos = np.where(valid, indptr[rows, None] + offset[None, :], 0)
+        ids = np.where(valid, indices[pos], rows[:, None]).astype(np.int64)
+        queries = np.ascontiguousarray(x[rows])
+        ip = np.empty((len(rows), width), dtype=np.float32)
+        faiss.fvec_inner_products_by_idx(
+            faiss.swig_ptr(ip), faiss.swig_ptr(queries), faiss.swig_ptr(x),
+            faiss.swig_ptr(ids), x.shape[1], len(rows), width,
+        )
+        out[pos[valid]] = ip[valid]
+    return out
+
+
 def faiss_error_bound(dim: int, lam: float = 10.0) -> float:
     """Bound on |faiss float32 squared distance - exact squared distance| for unit vectors.
 

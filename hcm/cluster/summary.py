@@ -46,7 +46,11 @@ def size_histogram(sizes: np.ndarray) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class ClusterSummary:
-    """Statistics of one set of pseudo labels (-1 = outlier) and the time each stage took."""
+    """Statistics of one set of pseudo labels (-1 = outlier) and the time each stage took.
+
+    ``params``: the algorithm's parameters; ``extra``: algorithm-specific statistics
+    (DBSCAN: ``stored_pairs``, the entries of the sparse distance matrix it received).
+    """
 
     algorithm: str
     num_images: int
@@ -58,10 +62,12 @@ class ClusterSummary:
     size_histogram: dict[str, int]
     times: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_labels(cls, labels: np.ndarray, algorithm: str, times: dict[str, float] | None = None,
-                    params: dict[str, Any] | None = None) -> ClusterSummary:
+                    params: dict[str, Any] | None = None,
+                    extra: dict[str, Any] | None = None) -> ClusterSummary:
         labels = np.asarray(labels)
         clustered = labels[labels >= 0]
         sizes = np.bincount(clustered) if clustered.size else np.zeros(0, dtype=np.int64)
@@ -78,6 +84,7 @@ class ClusterSummary:
             size_histogram=size_histogram(sizes),
             times=dict(times or {}),
             params=dict(params or {}),
+            extra=dict(extra or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +100,7 @@ class ClusterSummary:
             "size_histogram": dict(self.size_histogram),
             "times": {k: round(v, 6) for k, v in self.times.items()},
             "params": dict(self.params),
+            "extra": dict(self.extra),
         }
 
     def describe(self) -> str:
