@@ -40,7 +40,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from hcm.cluster.features import FeatureError, prepare_features
-from hcm.cluster.knn import csr_row_inner_products, exact_knn
+from hcm.cluster.knn import csr_row_inner_products, exact_knn, faiss_threads
 from hcm.cluster.summary import StageTimer
 from hcm.errors import ConfigError
 
@@ -277,17 +277,18 @@ def jaccard_distance(features: object, k1: int = 30, k2: int = 6, *,
         x = prepare_features(features)
         n = x.shape[0]
         check_params(n, k1, k2)
-    with timer.stage("knn"):
-        knn = exact_knn(x, k1, threads=threads, use_gpu=use_gpu)
-        ranks = knn.indices
-    with timer.stage("reciprocal"):
-        s = k_reciprocal_sets(ranks, k1)
-        h = k_reciprocal_sets(ranks, half_k(k1))
-        support = expand_sets(s, h)
-        del s, h
-    with timer.stage("weights"):
-        v = softmax_weights(x, support)
-        del support
+    with faiss_threads(threads):
+        with timer.stage("knn"):
+            knn = exact_knn(x, k1, threads=threads, use_gpu=use_gpu)
+            ranks = knn.indices
+        with timer.stage("reciprocal"):
+            s = k_reciprocal_sets(ranks, k1)
+            h = k_reciprocal_sets(ranks, half_k(k1))
+            support = expand_sets(s, h)
+            del s, h
+        with timer.stage("weights"):
+            v = softmax_weights(x, support)
+            del support
     with timer.stage("query_expansion"):
         v = query_expansion(v, ranks, k2)
     with timer.stage("jaccard"):

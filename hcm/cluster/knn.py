@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from hcm.errors import HCMError
+
 logger = logging.getLogger(__name__)
 
 #: extra candidates asked from faiss beyond k, so that ties near the k-th can be re-ranked
@@ -75,15 +77,28 @@ def gpu_search_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def faiss_search(database: np.ndarray, queries: np.ndarray, k: int,
-                 use_gpu: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force inner-product search: (scores float32 (nq, k) descending, ids int64)."""
-    if use_gpu and k <= _GPU_MAX_K:
-        resources = faiss.StandardGpuResources()
-        index = faiss.GpuIndexFlatIP(resources, database.shape[1])
-        index.add(database)
-        return index.search(queries, k)
-    return faiss.knn(queries, database, k, metric=faiss.METRIC_INNER_PRODUCT)
+class FlatSearcher:
+    """Brute-force inner-product search over ``database`` (a flat index): ``faiss.knn`` on
+    CPU, or one ``GpuIndexFlatIP`` built once and reused for every query batch."""
+
+    def __init__(self, database: np.ndarray, use_gpu: bool) -> None:
+        self.database = database
+        self._gpu_index = None
+        if use_gpu:
+            if not gpu_search_available():
+                raise HCMError(
+                    "use_gpu=True but torch sees no CUDA device or faiss has no GPU support "
+                    "(install faiss-gpu); pass use_gpu=None to choose automatically"
+                )
+            self._resources = faiss.StandardGpuResources()
+            self._gpu_index = faiss.GpuIndexFlatIP(self._resources, database.shape[1])
+            self._gpu_index.add(database)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores float32 (nq, k), descending; ids int64 (nq, k))."""
+        if self._gpu_index is not None and k <= _GPU_MAX_K:
+            return self._gpu_index.search(queries, k)
+        return faiss.knn(queries, self.database, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
 def row_pair_dots(x: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -211,8 +226,9 @@ def exact_knn(features: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN,
     width = min(n, k + margin)
     researched, rescored = -1, 0
     with faiss_threads(threads):
+        searcher = FlatSearcher(x, use_gpu)
         while todo.size:
-            scores, cand = faiss_search(x, x[todo] if todo.size < n else x, width, use_gpu)
+            scores, cand = searcher.search(x[todo] if todo.size < n else x, width)
             ids, dist, settled, recomputed = _rank_candidates(x, todo, scores, cand, k, n)
             rescored += recomputed
             done = todo[settled]
@@ -222,6 +238,8 @@ def exact_knn(features: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN,
             if researched < 0:
                 researched = int(todo.size)
             if todo.size:
+                if width >= n:  # every point was a candidate: only a faiss fault gets here
+                    raise RuntimeError(f"faiss returned incomplete k-NN lists for rows {todo[:10]}")
                 logger.debug("k-NN: %d rows have ties at the boundary; searching %d candidates",
                              todo.size, min(n, 2 * width))
                 width = min(n, 2 * width)

@@ -8,7 +8,8 @@ import pytest
 from cluster_reference import dense_ranks
 from cluster_synthetic import clustered, with_ties
 
-from hcm.cluster.knn import exact_knn, faiss_error_bound
+from hcm.cluster.knn import exact_knn, faiss_error_bound, gpu_search_available
+from hcm.errors import HCMError
 
 
 @pytest.mark.parametrize("dim", [8, 32, 2048])
@@ -62,3 +63,11 @@ def test_rejects_bad_k() -> None:
     x, _ = clustered(10, 4, 2, 0.3, seed=0)
     with pytest.raises(ValueError, match="k=11"):
         exact_knn(x, 11)
+
+
+def test_gpu_request_without_gpu_faiss_is_a_clear_error() -> None:
+    if gpu_search_available():
+        pytest.skip("this machine has GPU faiss")
+    x, _ = clustered(20, 8, 2, 0.3, seed=0)
+    with pytest.raises(HCMError, match="faiss-gpu"):
+        exact_knn(x, 4, use_gpu=True)
