@@ -72,6 +72,9 @@ class ClusterConfig(_Section):
     min_samples: int = Field(4, gt=0)
     k1: int = Field(30, gt=0)
     k2: int = Field(6, gt=0)
+    num_clusters: int | None = Field(
+        None, gt=0, description="number of clusters, for algorithm=kmeans only"
+    )
 
 
 class LossConfig(_Section):

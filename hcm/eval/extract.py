@@ -1,0 +1,80 @@
+"""Feature extraction: batched inference of a model over image files, optional flip averaging."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from hcm.data.images import ImageDataset, Transform
+from hcm.errors import HCMError
+
+logger = logging.getLogger(__name__)
+
+
+def extract_features(
+    model: torch.nn.Module,
+    paths: Sequence[str],
+    transform: Transform,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str,
+    flip: bool = False,
+    amp: bool = False,
+    workers: int = 0,
+    progress: bool = True,
+    desc: str = "extract",
+) -> torch.Tensor:
+    """L2-normalised embeddings (N, d), float32 on the CPU, in the order of ``paths``.
+
+    ``model(x)`` maps a batch (B, C, H, W) to embeddings (B, d). The model runs in eval
+    mode under ``torch.inference_mode()`` and its training mode is restored afterwards.
+    ``flip=True`` returns ``normalize(f(x) + f(hflip(x)))``. ``amp`` enables autocast on
+    CUDA only (it is ignored on the CPU). ``transform`` turns a PIL image into a tensor.
+    """
+    if batch_size < 1:
+        raise HCMError(f"extract_features: batch_size must be >= 1, got {batch_size}")
+    if len(paths) == 0:
+        raise HCMError("extract_features: no images to extract features from (empty path list)")
+    device = torch.device(device)
+    dataset = ImageDataset(paths, transform)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+    )
+    use_amp = amp and device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    feats: torch.Tensor | None = None
+    t0 = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for images, index in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
+                images = images.to(device, non_blocking=True)
+                with torch.autocast(device_type=device.type, enabled=use_amp):
+                    out = _embed(model, images)
+                    if flip:
+                        out = out + _embed(model, torch.flip(images, dims=[-1]))
+                out = F.normalize(out.float(), dim=1).cpu()
+                if feats is None:
+                    feats = torch.empty(len(dataset), out.shape[1], dtype=torch.float32)
+                feats[index] = out
+    finally:
+        model.train(was_training)
+    assert feats is not None
+    logger.info("%s: %d images -> %d-d features in %.1f s (flip=%s, amp=%s, %s)", desc, len(dataset),
+                feats.shape[1], time.perf_counter() - t0, flip, use_amp, device)
+    return feats
+
+
+def _embed(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    out = model(images)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != images.shape[0]:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise HCMError(f"extract_features: the model must return (batch, dim) embeddings in eval mode, "
+                       f"got {shape} for a batch of {images.shape[0]}")
+    return out

@@ -1,0 +1,73 @@
+"""k-NN lists: the documented order (self first, then (float32 distance, index)), exactly."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+from cluster_reference import dense_ranks
+from cluster_synthetic import clustered, with_ties
+
+from hcm.cluster.knn import exact_knn, faiss_error_bound, gpu_search_available
+from hcm.errors import HCMError
+
+
+@pytest.mark.parametrize("dim", [8, 32, 2048])
+def test_matches_full_sort_with_ties(dim: int) -> None:
+    x, _ = clustered(180, dim, 8, 0.4, seed=dim)
+    x = with_ties(x, seed=dim)
+    for k in (1, 5, 16, 30):
+        result = exact_knn(x, k)
+        np.testing.assert_array_equal(result.indices, dense_ranks(x, k))
+
+
+def test_self_first_and_duplicates_by_index() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((5, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    x = np.repeat(base, 12, axis=0)  # 12 identical copies of each of 5 images
+    result = exact_knn(x, 8, margin=2)
+    assert (result.indices[:, 0] == np.arange(60)).all()
+    for i in range(60):
+        group = np.arange(12 * (i // 12), 12 * (i // 12) + 12)
+        expected = [i] + [j for j in group if j != i][:7]
+        assert result.indices[i].tolist() == expected
+    assert result.researched > 0  # ties crossed the k-th position: wider search was needed
+
+
+def test_same_result_with_one_and_two_threads() -> None:
+    x, _ = clustered(300, 64, 10, 0.5, seed=3)
+    x = with_ties(x, seed=3)
+    one = exact_knn(x, 12, threads=1)
+    two = exact_knn(x, 12, threads=2)
+    np.testing.assert_array_equal(one.indices, two.indices)
+    np.testing.assert_array_equal(one.sqdist, two.sqdist)
+
+
+def test_restores_faiss_threads() -> None:
+    before = faiss.omp_get_max_threads()
+    x, _ = clustered(50, 8, 3, 0.3, seed=0)
+    exact_knn(x, 4, threads=1)
+    assert faiss.omp_get_max_threads() == before
+
+
+def test_faiss_error_within_bound() -> None:
+    x, _ = clustered(400, 2048, 10, 0.05, seed=1)
+    scores, ids = faiss.knn(x, x, 40, metric=faiss.METRIC_INNER_PRODUCT)
+    x64 = x.astype(np.float64)
+    exact = np.einsum("nd,nkd->nk", x64, x64[ids])
+    assert np.abs(2 * (exact - scores)).max() < faiss_error_bound(2048)
+
+
+def test_rejects_bad_k() -> None:
+    x, _ = clustered(10, 4, 2, 0.3, seed=0)
+    with pytest.raises(ValueError, match="k=11"):
+        exact_knn(x, 11)
+
+
+def test_gpu_request_without_gpu_faiss_is_a_clear_error() -> None:
+    if gpu_search_available():
+        pytest.skip("this machine has GPU faiss")
+    x, _ = clustered(20, 8, 2, 0.3, seed=0)
+    with pytest.raises(HCMError, match="faiss-gpu"):
+        exact_knn(x, 4, use_gpu=True)
