@@ -11,8 +11,9 @@ from hcm.utils.io import atomic_write_text
 
 #: columns of epochs.csv, in order (the contract with the reports and MLflow logging)
 EPOCH_COLUMNS: tuple[str, ...] = (
-    "epoch", "lr", "loss", "loss_id", "loss_img", "delta_mean",
-    "num_clusters", "num_outliers", "outlier_fraction", "ari", "nmi", "pair_precision", "pair_recall",
+    "epoch", "lr", "loss", "loss_id", "loss_img", "delta_mean", "delta_max", "p_mean", "img_anchor_frac",
+    "num_clusters", "num_true_ids", "outlier_fraction", "ari", "nmi",
+    "pairwise_precision", "pairwise_recall", "pairwise_f", "pairwise_recall_all",
     "extract_time_s", "cluster_time_s", "train_time_s", "test_mAP", "test_rank1", "val_mAP", "val_rank1",
     "skipped",
 )

@@ -19,13 +19,7 @@ import yaml
 from PIL import Image
 
 from hcm.config import resolve_train_config
-
-EPOCH_COLUMNS = (
-    "epoch", "lr", "loss", "loss_id", "loss_img", "delta_mean",
-    "num_clusters", "num_outliers", "outlier_fraction", "ari", "nmi", "pair_precision", "pair_recall",
-    "extract_time_s", "cluster_time_s", "train_time_s", "test_mAP", "test_rank1", "val_mAP", "val_rank1",
-    "skipped",
-)
+from hcm.engine.history import write_history
 
 #: mAP (fraction) of each variant before the per-seed offset
 LEVELS = {"hcm": 0.60, "no_dynamic": 0.58, "identity_only": 0.57, "image_only": 0.40, "baseline": 0.55,
@@ -68,16 +62,13 @@ def write_run(run_dir: Path, dataset: str, variant: str, seed: int, *, mAP: floa
             "epoch": e, "lr": 3.5e-4, "loss": 5.0 / e + 0.1 * seed,
             "loss_id": 4.0 / e if cfg.loss.identity else float("nan"),
             "loss_img": 1.0 / e if cfg.loss.image else float("nan"),
-            "delta_mean": 1.0, "num_clusters": 20 + 5 * e, "num_outliers": 10, "outlier_fraction": 0.1,
-            "ari": min(0.9, 0.2 * e), "nmi": 0.5, "pair_precision": 0.6, "pair_recall": 0.5,
+            "delta_mean": 1.0, "num_clusters": 20 + 5 * e, "outlier_fraction": 0.1,
+            "ari": min(0.9, 0.2 * e), "nmi": 0.5, "pairwise_precision": 0.6, "pairwise_recall": 0.5,
             "extract_time_s": 1.0, "cluster_time_s": 0.5, "train_time_s": 2.0,
             "test_mAP": mAP if e == epochs else float("nan"), "test_rank1": mAP + 0.2 if e == epochs else float("nan"),
             "val_mAP": float("nan"), "val_rank1": float("nan"), "skipped": False,
         })
-    header = ",".join(EPOCH_COLUMNS)
-    lines = [header] + [",".join("" if isinstance(r[c], float) and np.isnan(r[c]) else str(r[c])
-                                 for c in EPOCH_COLUMNS) for r in rows]
-    (run_dir / "epochs.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_history(run_dir / "epochs.csv", rows)
     (run_dir / "model.pt").write_bytes(b"placeholder checkpoint")
     summary = {"status": "ok", "selected_epoch": epochs, "selection": "final" if adapt else "initial",
                "epochs": epochs, "wall_time_s": 60.0 + seed, "device": "cpu"}
