@@ -25,7 +25,14 @@ import yaml
 from hcm.config import dump_yaml
 from hcm.engine.checkpoint import load_checkpoint, save_checkpoint
 from hcm.engine.history import EPOCH_COLUMNS, write_history
-from hcm.engine.setup import DataSplits, Runtime, build_optimizer, build_scheduler, load_splits, setup_runtime
+from hcm.engine.setup import (
+    DataSplits,
+    Runtime,
+    build_optimizer,
+    build_scheduler,
+    load_splits,
+    setup_runtime,
+)
 from hcm.errors import ConfigError
 from hcm.utils.io import atomic_write_text
 
