@@ -187,6 +187,12 @@ class EpochLoop:
         write_history(self.paths.epochs, state.history, self.history_columns)
         return self.finish(ctx, state, time.perf_counter() - started)
 
+    def kept_checkpoint(self) -> str:
+        """Which checkpoint survives a failed epoch (for error messages)."""
+        if self.paths.last.is_file():
+            return f"the last good checkpoint {self.paths.last} is kept"
+        return "no checkpoint had been written yet (the failure came in the first epoch)"
+
     def on_best(self, ctx: LoopContext, state: LoopState) -> None:
         """Called when the validation score improves (default: nothing)."""
 

@@ -72,8 +72,8 @@ class Pretrainer(EpochLoop):
             loss = loss_ce + loss_tri
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"non-finite loss at pretraining epoch {epoch + 1}, iteration {it + 1}; the last good "
-                    f"checkpoint {self.paths.last} is kept. Lower optim.lr, then continue with --resume"
+                    f"non-finite loss at pretraining epoch {epoch + 1}, iteration {it + 1}; training "
+                    f"stopped; {self.kept_checkpoint()}. Lower optim.lr, then continue with --resume"
                 )
             ctx.scaler.scale(loss).backward()
             ctx.scaler.step(ctx.optimizer)

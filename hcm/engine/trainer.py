@@ -156,7 +156,7 @@ class Trainer(EpochLoop):
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"non-finite loss at epoch {epoch + 1}, iteration {it + 1} ({format_row(parts)}); "
-                        f"training stopped and the last good checkpoint {self.paths.last} is kept. "
+                        f"training stopped; {self.kept_checkpoint()}. "
                         "Lower optim.lr or set runtime.amp=off, then continue with --resume"
                     )
                 ctx.scaler.scale(loss / accum).backward()

@@ -1,0 +1,200 @@
+"""The trainer end to end on a tiny generated dataset: files, variants, resume, failure paths."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from hcm.cli import main
+from hcm.config import resolve_train_config
+from hcm.data import load_dataset
+from hcm.engine.loop import LoopContext
+from hcm.engine.trainer import Trainer, train
+from hcm.errors import ConfigError, TrainingError
+from hcm.models import load_weights
+
+#: a tiny synth-market: 10 training identities x 4 images at 32x16
+TINY = {"train_ids": 10, "test_ids": 6, "train_images": [4, 4], "gallery_images": [3, 3], "cams_per_id": [2, 3],
+        "queries_per_id": 1, "person_size": [32, 16]}
+
+
+@pytest.fixture(scope="module")
+def data_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    ds = load_dataset("synth-market", root, synth_overrides=TINY)
+    return ds.write_index(root / "synth-market.index.csv")
+
+
+def make_cfg(index: Path, **sets: Any) -> Any:
+    data: dict[str, Any] = {
+        "seed": 0, "variant": "hcm",
+        "dataset": {"name": "synth-market", "index": str(index)},
+        "model": {"arch": "resnet18", "weights": "none"},
+        "input": {"height": 32, "width": 16, "pad": 2},
+        "sampler": {"batch_size": 8, "num_instances": 2},
+        "cluster": {"eps": 0.7, "min_samples": 2, "k1": 6, "k2": 2},
+        "loss": {"n_neg": 5},
+        "optim": {"epochs": 2, "iters": 2},
+        "eval": {"every": 1, "batch_size": 32},
+        "runtime": {"device": "cpu", "threads": 1},
+    }
+    overrides: dict[str, Any] = {}
+    for key, value in sets.items():
+        node = overrides
+        *parents, leaf = key.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return resolve_train_config(data, overrides)
+
+
+def history(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "epochs.csv")
+
+
+def test_two_epoch_run_writes_every_file_and_evaluates(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index)
+    run = tmp_path / "run"
+    summary = train(cfg, run, progress=False)
+    assert summary["status"] == "ok" and summary["selection"] == "final" and summary["selected_epoch"] == 2
+    for name in ("config.yaml", "epochs.csv", "checkpoints/last.pt", "model.pt", "train_summary.json"):
+        assert (run / name).is_file(), name
+    # the resolved config round-trips
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolve_train_config(stored) == cfg
+    h = history(run)
+    assert list(h["epoch"]) == [1, 2]
+    assert h["test_mAP"].between(0, 1).all()  # eval.every=1: test curve at every epoch
+    assert (h["num_clusters"] >= 0).all() and h["ari"].notna().all()
+    # model.pt is the final model: equal to the weights in the last checkpoint
+    final = load_weights(run / "model.pt")
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert final["epoch"] == 2 and final["selection"] == "final"
+    for k, v in last["model"].items():
+        assert torch.equal(v, final["model"][k]), k
+
+    assert main(["evaluate", "--run", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["mAP"] <= 1 and len(metrics["cmc"]) == 50
+    assert metrics["checkpoint"]["epoch"] == 2 and metrics["variant"] == "hcm"
+    assert (run / "cmc.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("variant, has_id, has_img, dynamic", [
+    ("baseline", True, False, False),
+    ("identity_only", True, False, True),
+    ("image_only", False, True, None),
+    ("no_dynamic", True, True, False),
+])
+def test_variant_switches_change_what_is_trained(data_index: Path, tmp_path: Path, variant: str, has_id: bool,
+                                                 has_img: bool, dynamic: bool | None) -> None:
+    cfg = make_cfg(data_index, variant=variant, optim__epochs=1, eval__every=0)
+    train(cfg, tmp_path / variant, progress=False)
+    h = history(tmp_path / variant)
+    assert not h["skipped"].any()
+    assert h["loss_id"].notna().all() == has_id
+    assert h["loss_img"].notna().all() == has_img
+    if dynamic is not None:
+        # the focal factor is not constant; `none` is exactly 1
+        assert (h["delta_max"] > 1.0 + 1e-6).all() == dynamic
+
+
+def test_supervised_uses_true_labels(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index, variant="supervised", optim__epochs=1, eval__every=0)
+    train(cfg, tmp_path / "sup", progress=False)
+    h = history(tmp_path / "sup")
+    assert h["ari"].iloc[0] == pytest.approx(1.0) and h["num_clusters"].iloc[0] == 10
+
+
+def test_untrained_reports_the_initial_backbone(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index, variant="untrained")
+    summary = train(cfg, tmp_path / "u", progress=False)
+    assert summary["selection"] == "initial" and summary["epochs"] == 0
+    assert len(history(tmp_path / "u")) == 0
+    from hcm.models import build_model
+
+    initial = build_model(cfg.model, seed=cfg.seed).state_dict()
+    saved = load_weights(tmp_path / "u" / "model.pt")["model"]
+    assert all(torch.equal(initial[k], saved[k]) for k in initial)
+
+
+class _Crash(Trainer):
+    """Simulates a job killed after its first epoch's checkpoint."""
+
+    def epoch(self, epoch: int, ctx: LoopContext) -> dict[str, Any]:
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+        return super().epoch(epoch, ctx)
+
+
+def test_resume_continues_to_the_same_weights_bit_for_bit(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index, eval__every=0)
+    train(cfg, tmp_path / "full", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        _Crash(cfg, tmp_path / "resumed", progress=False).run()
+    assert len(history(tmp_path / "resumed")) == 1
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg, tmp_path / "resumed", progress=False)
+    train(cfg, tmp_path / "resumed", resume=True, progress=False)
+    a = load_weights(tmp_path / "full" / "model.pt")["model"]
+    b = load_weights(tmp_path / "resumed" / "model.pt")["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    timing = [c for c in history(tmp_path / "full").columns if c.endswith("_time_s")]
+    pd.testing.assert_frame_equal(history(tmp_path / "full").drop(columns=timing),
+                                  history(tmp_path / "resumed").drop(columns=timing))
+
+
+def test_resume_refuses_a_changed_config(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index, optim__epochs=1, eval__every=0)
+    train(cfg, tmp_path / "r", progress=False)
+    changed = make_cfg(data_index, optim__epochs=1, eval__every=0, loss__gamma=1.0)
+    with pytest.raises(ConfigError, match="different config.*loss"):
+        train(changed, tmp_path / "r", resume=True, progress=False)
+
+
+class _Diverge(Trainer):
+    """A run whose learning rate explodes in its second epoch."""
+
+    def epoch(self, epoch: int, ctx: LoopContext) -> dict[str, Any]:
+        if epoch == 1:
+            for group in ctx.optimizer.param_groups:
+                group["lr"] = 1e30
+        return super().epoch(epoch, ctx)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index, optim__iters=3, optim__epochs=3, eval__every=0)
+    with pytest.raises(TrainingError, match="non-finite loss at epoch 2.*last good checkpoint .*last.pt is kept"):
+        _Diverge(cfg, tmp_path / "nan", progress=False).run()
+    ckpt = torch.load(tmp_path / "nan" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["state"]["epoch"] == 1 == len(history(tmp_path / "nan"))
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_non_finite_loss_in_the_first_epoch_says_no_checkpoint_exists(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index, optim__lr=1e30, optim__iters=3, eval__every=0)
+    with pytest.raises(TrainingError, match="no checkpoint had been written yet"):
+        train(cfg, tmp_path / "nan1", progress=False)
+
+
+def test_epoch_with_fewer_than_two_clusters_is_skipped(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index, cluster__min_samples=1000, optim__epochs=1, eval__every=0)  # no core point
+    summary = train(cfg, tmp_path / "few", progress=False)
+    h = history(tmp_path / "few")
+    assert summary["status"] == "ok" and bool(h["skipped"].iloc[0])
+    assert h["num_clusters"].iloc[0] < 2 and math.isnan(h["loss"].iloc[0])
+
+
+def test_gradient_accumulation_runs_micro_batches(data_index: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(data_index, sampler__accum_steps=2, optim__epochs=1, eval__every=0)
+    train(cfg, tmp_path / "acc", progress=False)
+    h = history(tmp_path / "acc")
+    assert h["loss"].notna().all() and math.isfinite(h["loss"].iloc[0])
