@@ -70,7 +70,10 @@ def evaluate_features(
     dev = torch.device(device) if device is not None else q.device
     qp, gp, qc, gc = check_labels(q_pids, g_pids, q_camids, g_camids, q.shape[0], g.shape[0])
     rows = chunk_size or distance_rows(g.shape[0])
-    acc = RankAccumulator(gp, gc, torch.device("cpu") if rerank else dev, max_rank)
+    # finite, moderate features give finite distances (cosine: in [0, 2]); re-ranking checks its own
+    bounded = max(float(q.abs().max()), float(g.abs().max())) < 1e15
+    acc = RankAccumulator(gp, gc, torch.device("cpu") if rerank else dev, max_rank,
+                          check_finite=not (bounded or rerank))
     if rerank:
         check_rerank_budget(q.shape[0], g.shape[0], k1, k2, rerank_budget)
         logger.info("k-reciprocal re-ranking of %d queries x %d gallery (k1=%d, k2=%d, lambda=%g)",

@@ -20,9 +20,9 @@ For one block of ``C`` query rows, :func:`match_ranks`:
    the fraction of items with ``d <= hi`` (estimated on a sample of rows):
 
    - ``sort`` (trained models: matches near the top, few items below the last one):
-     gather the items with ``d <= hi``, drop junk, stable-sort them by
-     ``(row, distance, index)`` (for float32 one radix-sortable int64 key: the row, then
-     the distance's bits made order-preserving); a match's rank is its position in its row.
+     gather the non-junk items with ``d <= hi`` and stable-sort them by one int64 key,
+     ``(row << 32) | order(distance)`` (``order`` = the float's bits made order-preserving;
+     ties keep index order); a match's rank is its position in its row.
    - ``bins`` (matches spread over the row, e.g. an untrained model or random data):
      map every distance to an integer bin, ``key(x) = round(clamp(x * s + c))``, with
      ``s, c`` per row spreading the row's matches over ``bins`` bins. The map is a chain
@@ -140,6 +140,7 @@ class _Matches:
 
     same_id: torch.Tensor  # (C, K) gallery items of the query's identity (padded)
     present: torch.Tensor  # (C, K)
+    junk: torch.Tensor  # (C, K) present and seen by the query's camera
     num: torch.Tensor  # (C,) number of true matches
     dist: torch.Tensor  # (C, K) sorted distances of the true matches (+inf padding)
     index: torch.Tensor  # (C, K) their gallery indices
@@ -181,7 +182,7 @@ def match_ranks(
         sample = dist[::_SAMPLE_STEP] <= hi[::_SAMPLE_STEP]
         strategy = "sort" if float(sample.float().mean()) <= _SORT_FRACTION else "bins"
     if strategy == "sort":
-        rank = _ranks_by_sorting(dist, hi, q_pids, q_camids, gallery, m, ws)
+        rank = _ranks_by_sorting(dist, hi, m, ws)
     elif strategy == "bins":
         rank = _ranks_by_bins(dist, q_pids, gallery, m, bins, ws)
     else:
@@ -198,32 +199,35 @@ def _true_matches(dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tens
     t = dist.gather(1, same_id).masked_fill(~is_match, float("inf"))
     t_sorted, perm = torch.sort(t, dim=1, stable=True)
     real = torch.arange(t.shape[1], device=dist.device) < num[:, None]
-    return _Matches(same_id, present, num, t_sorted, same_id.gather(1, perm), real)
+    return _Matches(same_id, present, present & ~is_match, num, t_sorted, same_id.gather(1, perm), real)
 
 
-def _ranks_by_sorting(dist: torch.Tensor, hi: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor,
-                      gallery: GalleryIndex, m: _Matches, ws: Workspace) -> torch.Tensor:
-    """1-based rank of every true match (row-major, match order), by sorting the items ``d <= hi``."""
+def _ranks_by_sorting(dist: torch.Tensor, hi: torch.Tensor, m: _Matches, ws: Workspace) -> torch.Tensor:
+    """1-based rank of every true match (row-major, match order), by sorting the items ``d <= hi``.
+
+    Junk items are dropped from the candidates; each candidate gets one int64 key
+    ``(row << 32) | order(distance)``, stably sorted (ties keep index order); a match's
+    rank is one plus the number of candidates before it in its row.
+    """
     num_gallery = dist.shape[1]
-    below_last = torch.le(dist, hi, out=ws.get("mask", dist.shape, torch.bool, dist.device))
-    flat = _flat_nonzero(below_last)  # row-major: (row, index) ascending
+    cand = torch.le(dist, hi, out=ws.get("mask", dist.shape, torch.bool, dist.device))
+    cand.view(-1)[_flat_index(m.same_id, m.junk, num_gallery)] = False
+    flat = _flat_nonzero(cand)  # row-major: (row, index) ascending
     row = torch.div(flat, num_gallery, rounding_mode="floor")
-    col = flat - row * num_gallery
-    same = gallery.pids[col] == q_pids[row]
-    junk = same & (gallery.camids[col] == q_camids[row])
-    keep = ~junk
-    flat, row, same = flat[keep], row[keep], same[keep]
-    key = _ordered_int(dist.view(-1)[flat])  # integer order == float order
-    if dist.dtype == torch.float32:  # one radix-sortable key: (row, distance); ties keep index order
-        order = torch.sort((row << 32) | (key.long() + 2**31), stable=True).indices
-    else:
-        order = torch.sort(key, stable=True).indices
-        order = order[torch.sort(row[order], stable=True).indices]
-    row, same = row[order], same[order]
-    counts = torch.bincount(row, minlength=dist.shape[0])
-    first = torch.cumsum(counts, 0) - counts
-    position = torch.arange(row.numel(), device=dist.device) - first[row]
-    return position[same] + 1  # rows ascending, matches in (distance, index) order per row
+    dist_key, match_key = _order_keys(dist.view(-1)[flat], m.dist[m.real])
+    keys, order = torch.sort((row << 32) | dist_key, stable=True)
+    row_t = torch.arange(m.dist.shape[0], device=dist.device)[:, None].expand_as(m.dist)[m.real]
+    key_t = (row_t << 32) | match_key
+    start = torch.searchsorted(keys, key_t, side="left")  # first candidate tied with the match
+    stop = torch.searchsorted(keys, key_t, side="right")
+    col_t = m.index[m.real]
+    before = start.clone()  # candidates strictly before the match's (row, distance) ...
+    for step in range(int((stop - start).max())):  # ... plus tied ones with a smaller index
+        p = (start + step).clamp(max=keys.numel() - 1)
+        tied_col = flat[order[p]] - row_t * num_gallery
+        before += ((start + step < stop) & (tied_col < col_t)).long()
+    row_first = torch.searchsorted(keys, row_t << 32, side="left")
+    return before - row_first + 1
 
 
 def _ranks_by_bins(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryIndex, m: _Matches,
@@ -241,7 +245,7 @@ def _ranks_by_bins(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryInd
     hist = torch.bincount(flat_key, minlength=num_rows * width)
     own = key.gather(1, m.same_id)[m.present]  # matches and junk are not non-matches
     hist.index_add_(0, own, torch.full(own.shape, -1, dtype=hist.dtype, device=device))
-    below = _exclusive_row_cumsum(hist.view(num_rows, width)).view(-1)  # non-matches in lower bins
+    before_bin = _cumsum(hist) - hist  # non-matches in all earlier bins, earlier rows included
 
     key_t = key.gather(1, m.index)[m.real].long()  # flat keys of the true matches, ascending
     t_f = m.dist[m.real]
@@ -268,7 +272,9 @@ def _ranks_by_bins(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryInd
         t_p = t_f[p]
         before = (start + step < stop) & ((x < t_p) | ((x == t_p) & (amb_col < j_f[p])))
         extra.index_add_(0, p[before], torch.ones_like(p[before]))
-    return pos_f + below[key_t] + extra + 1
+    row_t = torch.div(key_t, width, rounding_mode="floor")
+    below = before_bin[key_t] - before_bin[row_t * width]  # non-matches of the row in lower bins
+    return pos_f + below + extra + 1
 
 
 def _summarise(rank: torch.Tensor, m: _Matches) -> ChunkRanks:
@@ -321,6 +327,25 @@ def _bin_keys(dist: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, has_match:
     return u.view(int_dtype).sub_(magic_bits)
 
 
+def _flat_index(index: torch.Tensor, mask: torch.Tensor, num_gallery: int) -> torch.Tensor:
+    """Flat positions ``row * num_gallery + index[row, k]`` of the entries selected by ``mask``."""
+    rows = torch.arange(index.shape[0], device=index.device)[:, None].expand_as(index)
+    return rows[mask] * num_gallery + index[mask]
+
+
+def _order_keys(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-negative int64 keys below 2**32 ordered like the floats ``x``, and the keys of ``t``.
+
+    float32: the order-preserving bits themselves. float64: the rank among the distinct
+    values of ``x`` (every value of ``t`` occurs in ``x``).
+    """
+    kx, kt = _ordered_int(x), _ordered_int(t)
+    if x.dtype == torch.float32:
+        return kx.long() + 2**31, kt.long() + 2**31
+    values, inverse = torch.unique(kx, sorted=True, return_inverse=True)
+    return inverse, torch.searchsorted(values, kt)
+
+
 def _ordered_int(x: torch.Tensor) -> torch.Tensor:
     """Integers ordered like the floats ``x`` (finite; ``-0.0`` and ``0.0`` map to the same value).
 
@@ -332,13 +357,11 @@ def _ordered_int(x: torch.Tensor) -> torch.Tensor:
     return torch.where(bits < 0, bits ^ flip, bits)
 
 
-def _exclusive_row_cumsum(x: torch.Tensor) -> torch.Tensor:
-    """``out[r, b] = sum(x[r, :b])`` (NumPy's cumsum is several times faster on the CPU)."""
+def _cumsum(x: torch.Tensor) -> torch.Tensor:
+    """Inclusive cumulative sum of a 1-D tensor (NumPy's is several times faster on the CPU)."""
     if x.device.type == "cpu":
-        out = np.cumsum(x.numpy(), axis=1)
-        out -= x.numpy()
-        return torch.from_numpy(out)
-    return x.cumsum(1) - x
+        return torch.from_numpy(np.cumsum(x.numpy()))
+    return x.cumsum(0)
 
 
 def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:

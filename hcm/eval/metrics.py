@@ -16,8 +16,9 @@ All values are fractions in [0, 1], not percent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +103,7 @@ class RankAccumulator:
     """Collects per-query statistics block by block and turns them into a :class:`RankResult`."""
 
     def __init__(self, g_pids: torch.Tensor, g_camids: torch.Tensor, device: torch.device,
-                 max_rank: int) -> None:
+                 max_rank: int, *, check_finite: bool = True) -> None:
         if max_rank < 1:
             raise HCMError(f"max_rank must be >= 1, got {max_rank}")
         self.gallery = GalleryIndex.build(g_pids.to(device), g_camids.to(device))
@@ -113,6 +114,7 @@ class RankAccumulator:
         self._first: list[torch.Tensor] = []
         self._num_queries = 0
         self._workspace = Workspace()
+        self.check_finite = check_finite  # False only when the caller guarantees finite distances
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
         """Score query rows ``dist`` (C, G) with their labels, ``KERNEL_ELEMENTS`` distances at a time."""
@@ -126,10 +128,14 @@ class RankAccumulator:
             dist = dist.float()
         q_pids, q_camids = q_pids.to(self.device), q_camids.to(self.device)
         rows = block_rows(dist.shape[1], KERNEL_ELEMENTS)
+        with single_threaded(self.device):
+            self._add(dist, q_pids, q_camids, rows)
+        self._num_queries += dist.shape[0]
+
+    def _add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, rows: int) -> None:
         for s in range(0, dist.shape[0], rows):
             part = dist[s : s + rows].contiguous()
-            lo, hi = torch.aminmax(part)
-            if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+            if self.check_finite and not _finite(part):
                 raise HCMError("the distance matrix contains NaN or infinite values; check the features "
                                "(a NaN feature usually means a diverged model or an unreadable image)")
             res = match_ranks(part, q_pids[s : s + rows], q_camids[s : s + rows], self.gallery,
@@ -138,7 +144,6 @@ class RankAccumulator:
             self._ap.append(res.ap[valid].cpu())
             self._inp.append(res.inp[valid].cpu())
             self._first.append(res.first_rank[valid].cpu())
-        self._num_queries += dist.shape[0]
 
     def result(self) -> RankResult:
         ap = torch.cat(self._ap) if self._ap else torch.zeros(0, dtype=torch.float64)
@@ -157,6 +162,32 @@ class RankAccumulator:
                         self._num_queries - num_valid, self._num_queries)
         return RankResult(mAP=float(ap.mean()), mINP=float(inp.mean()), cmc=cmc,
                           num_valid_queries=num_valid, num_queries=self._num_queries)
+
+
+@contextlib.contextmanager
+def single_threaded(device: torch.device) -> Iterator[None]:
+    """Run CPU torch ops with one intra-op thread, restoring the previous count afterwards.
+
+    The metric kernel is a few dozen short vectorised passes per block. With several
+    OpenMP threads each pass is a fork/join, and when the cores are shared with other
+    processes a join can wait a whole scheduler time slice: on this project's 2-core
+    machine under load, two threads made the kernel 10-20x slower than one (and, idle,
+    only about 1.5x faster). The distance computation keeps all threads.
+    """
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _finite(x: torch.Tensor) -> bool:
+    lo, hi = torch.aminmax(x)  # NaN propagates to both
+    return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
 
 
 def block_rows(num_gallery: int, block_elements: int) -> int:

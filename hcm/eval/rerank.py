@@ -193,6 +193,10 @@ def _neighbours(source: DistanceSource, k: int, progress: bool) -> _Neighbours:
     for start in tqdm(range(0, n, rows), desc="rerank: neighbours", disable=not progress, unit="block"):
         p = source.rows(start, min(n, start + rows)).pow(2)
         m = p.max(1).values
+        if not bool((torch.isfinite(m) & (m > 0)).all()):
+            bad = start + int(torch.nonzero(~(torch.isfinite(m) & (m > 0)))[0])
+            raise HCMError(f"re-ranking: the distances of item {bad} are all zero or not finite "
+                           "(identical or NaN features); re-ranking is undefined for them")
         t = p / m[:, None]
         row_max[start : start + len(m)] = m
         ranks[start : start + len(m)] = stable_smallest(t, k).numpy()

@@ -98,3 +98,10 @@ def test_bad_input_raises_clear_error(kwargs, message):
     with pytest.raises(HCMError, match=message):
         evaluate_features(qf, gf, args.pop("q_pids"), args.pop("g_pids"), args.pop("q_camids"),
                           args.pop("g_camids"), **args)
+
+
+def test_huge_euclidean_features_overflowing_to_inf_are_refused():
+    qf = np.full((2, 3), 1e30, dtype=np.float32)
+    gf = np.full((4, 3), -1e30, dtype=np.float32)
+    with pytest.raises(HCMError, match="NaN or infinite"):
+        evaluate_features(qf, gf, [1, 2], [1, 2, 1, 2], [0, 0], [1, 1, 1, 1], metric="euclidean")

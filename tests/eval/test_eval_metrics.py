@@ -228,3 +228,11 @@ def test_accumulator_refuses_blocks_that_do_not_match_the_labels():
         acc.add(torch.zeros(2, 4), torch.tensor([1, 2]), torch.tensor([1, 1]))
     with pytest.raises(HCMError, match="does not match"):
         acc.add(torch.zeros(2, 3), torch.tensor([1]), torch.tensor([1]))
+
+
+def test_metric_kernel_restores_the_thread_count_even_after_an_error():
+    before = torch.get_num_threads()
+    evaluate_rank(np.array([[0.1, 0.2]]), [1], [1, 2], [0], [1, 1])
+    with pytest.raises(HCMError):
+        evaluate_rank(np.array([[0.1, np.nan]]), [1], [1, 2], [0], [1, 1])
+    assert torch.get_num_threads() == before

@@ -150,3 +150,9 @@ def test_bad_parameters_are_refused(k1, k2, lam):
 def test_shape_mismatch_is_refused():
     with pytest.raises(HCMError, match="g_g_dist"):
         re_ranking(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((4, 4)))
+
+
+def test_identical_items_are_refused_with_a_clear_error():
+    d = np.zeros((4, 4), dtype=np.float32)
+    with pytest.raises(HCMError, match="all zero"):
+        re_ranking(d[:1, 1:], d[:1, :1], d[1:, 1:], k1=2, k2=1)
