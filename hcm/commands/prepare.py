@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "files); none: skip")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="threads checking images (default: min(8, CPU count))")
+    p.add_argument("--synth-set", dest="synth_sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="generated datasets only: override a generator parameter of the preset, e.g. "
+                        "--synth-set train_ids=20 (repeatable; see docs/synthetic-generator.md)")
+    p.add_argument("--synth-seed", type=int, default=None, metavar="N",
+                   help="generated datasets only: generator seed (default 0)")
     p.add_argument("--list", action="store_true", help="list the registered datasets and exit")
     p.set_defaults(func=run)
 
@@ -64,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
         raise HCMError("no dataset NAME given; see `hcm prepare --list` for the registered names")
     if args.workers is not None and args.workers < 1:
         raise HCMError(f"--workers {args.workers}: must be at least 1")
-    options = {} if args.train_lists is None else {"train_lists": args.train_lists}
+    options: dict[str, object] = {} if args.train_lists is None else {"train_lists": args.train_lists}
+    if args.synth_sets:
+        from hcm.config import parse_overrides
+
+        options["synth_overrides"] = parse_overrides(args.synth_sets)
+    if args.synth_seed is not None:
+        options["synth_seed"] = args.synth_seed
     ds = load_dataset(args.name, args.root, **options)
     check_images(dataset_paths(ds), args.check_images, args.workers)
     comparison = compare_with_published(ds)

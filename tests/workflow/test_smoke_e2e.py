@@ -7,7 +7,6 @@ invocation does nothing, and that deleting one run re-runs only that run and wha
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from pathlib import Path
 
@@ -16,27 +15,7 @@ import pytest
 from tests.workflow.smk import check_suite_outputs, job_counts, snakemake, workflow_config
 
 SUITE = "smoke"
-NEEDED = ("hcm.commands.prepare", "hcm.commands.pretrain", "hcm.commands.train", "hcm.commands.evaluate",
-          "hcm.engine.trainer")
-
-
-def _missing_commands() -> str | None:
-    for name in NEEDED:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            return f"{name} ({exc})"
-    return None
-
-
-MISSING = _missing_commands()
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(MISSING is not None,
-                       reason=f"`hcm prepare/pretrain/train/evaluate` are not importable in this checkout "
-                              f"yet: {MISSING}; this test runs once the trainer is merged"),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

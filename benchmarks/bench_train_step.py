@@ -1,0 +1,129 @@
+"""Training and extraction throughput of the real code path against the bare backbone.
+
+Measured in one process, on the same batch shape and the same device:
+
+* full HCM step: data loader (decode + augmentation) -> forward -> L_id + L_img ->
+  backward -> optimiser step -> memory updates, i.e. ``Trainer._train_steps``;
+* bare step: forward + backward + optimiser step of the same model on a batch that is
+  already a tensor in memory;
+* extraction: ``hcm.eval.extract_features`` over the training images (decode, resize,
+  normalise, batched inference) against bare inference on in-memory tensors.
+
+Target (issue "HCM training"): the full step keeps at least 85% of the bare throughput;
+extraction likewise. Run ``python benchmarks/bench_train_step.py [--recipe FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hcm.config import load_train_config  # noqa: E402
+from hcm.data import load_dataset  # noqa: E402
+from hcm.data.transforms import build_test_transform  # noqa: E402
+from hcm.engine.loop import LoopContext  # noqa: E402
+from hcm.engine.setup import DataSplits, build_optimizer, build_scheduler, setup_runtime  # noqa: E402
+from hcm.engine.trainer import Trainer  # noqa: E402
+from hcm.eval import extract_features  # noqa: E402
+from hcm.models import build_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default=str(REPO / "workflow/recipes/synth-small.yaml"))
+    ap.add_argument("--iters", type=int, default=10, help="optimiser steps per measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="measurements (the best is reported)")
+    ap.add_argument("--train-ids", type=int, default=60, help="identities of the generated synth-market")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = {"train_ids": args.train_ids, "test_ids": 10}
+        cfg = load_train_config(args.recipe, [
+            f"optim.iters={args.iters}", f"runtime.device={args.device}", "model.weights=none",
+            *( [f"runtime.threads={args.threads}"] if args.threads else []),
+        ])
+        runtime = setup_runtime(cfg.runtime)
+        ds = load_dataset("synth-market", tmp, synth_overrides=overrides)
+        splits = DataSplits(ds, ds.train, ds.query, ds.gallery)
+        model = build_model(cfg.model, seed=0).to(runtime.device)
+        opt = build_optimizer(model, cfg.optim)
+        ctx = LoopContext(model, opt, build_scheduler(opt, cfg.optim),
+                          torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp), splits, runtime)
+        trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        labels = ds.train["pid"].to_numpy()
+        paths = list(ds.train["path"])
+        transform = build_test_transform(cfg.input)
+        feats = extract_features(model, paths, transform, batch_size=cfg.eval.batch_size, device=runtime.device,
+                                 progress=False)
+        b, h, w = cfg.sampler.batch_size, cfg.input.height, cfg.input.width
+        x = torch.randn(b, 3, h, w, device=runtime.device)
+
+        def sync() -> None:
+            if runtime.device.type == "cuda":
+                torch.cuda.synchronize()
+
+        def bare_steps() -> None:
+            model.train()
+            for _ in range(args.iters):
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(runtime.device.type, enabled=runtime.amp):
+                    out = model(x)
+                out.float().sum().backward()
+                opt.step()
+            sync()
+
+        def full_steps() -> None:
+            trainer._train_steps(0, ctx, feats, labels)
+            sync()
+
+        xs = torch.randn(cfg.eval.batch_size, 3, h, w, device=runtime.device)
+
+        def bare_inference() -> None:
+            model.eval()
+            with torch.inference_mode(), torch.autocast(runtime.device.type, enabled=runtime.amp):
+                for start in range(0, len(paths), cfg.eval.batch_size):
+                    model(xs[: min(cfg.eval.batch_size, len(paths) - start)])
+            sync()
+
+        def full_inference() -> None:
+            extract_features(model, paths, transform, batch_size=cfg.eval.batch_size, device=runtime.device,
+                             amp=runtime.amp, progress=False)
+            sync()
+
+        def best(fn) -> float:
+            fn()  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        n_train = args.iters * b
+        t_bare, t_full = best(bare_steps), best(full_steps)
+        t_ibare, t_ifull = best(bare_inference), best(full_inference)
+        print(f"device {runtime.device}, AMP {runtime.amp}, {torch.get_num_threads()} threads, "
+              f"{cfg.model.arch} at {h}x{w}, batch {b} ({cfg.sampler.num_instances} per identity), "
+              f"load average {os.getloadavg()[0]:.2f}")
+        print(f"{'':<28}{'images/s':>10}{'bare images/s':>15}{'ratio':>8}")
+        print(f"{'training step (full HCM)':<28}{n_train / t_full:>10.1f}{n_train / t_bare:>15.1f}"
+              f"{t_bare / t_full:>8.2f}")
+        print(f"{'feature extraction':<28}{len(paths) / t_ifull:>10.1f}{len(paths) / t_ibare:>15.1f}"
+              f"{t_ibare / t_ifull:>8.2f}")
+        print("target: ratio >= 0.85 for both (full step includes loader, losses, memory updates)")
+
+
+if __name__ == "__main__":
+    main()
