@@ -57,7 +57,7 @@ class Pretrainer(EpochLoop):
             ImageDataset(list(train["path"]), build_train_transform(cfg.input)), batch_sampler=sampler,
             num_workers=cfg.runtime.workers, pin_memory=device.type == "cuda",
         )
-        labels_t = torch.as_tensor(labels, dtype=torch.long, device=device)
+        labels_t = torch.tensor(labels, dtype=torch.long, device=device)
         sums = {"loss": 0.0, "loss_ce": 0.0, "loss_tri": 0.0, "acc": 0.0}
         ctx.model.train()
         bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}", disable=not self.progress, leave=False)

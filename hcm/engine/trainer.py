@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,10 @@ class Trainer(EpochLoop):
         else:
             row.update(self._train_steps(epoch, ctx, feats, labels))
             row["skipped"] = False
-        ctx.scheduler.step()
+        with warnings.catch_warnings():
+            # the schedule counts epochs, trained or skipped; torch warns when no optimiser step came first
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            ctx.scheduler.step()
 
         if cfg.eval.every and ((epoch + 1) % cfg.eval.every == 0 or epoch + 1 == cfg.optim.epochs):
             res = evaluate_model(ctx.model, splits.query, splits.gallery, cfg.input, cfg.eval, runtime,
@@ -125,7 +129,7 @@ class Trainer(EpochLoop):
         device = runtime.device
         t0 = time.perf_counter()
         feats_dev = feats.to(device)
-        labels_t = torch.as_tensor(labels, dtype=torch.long, device=device)
+        labels_t = torch.tensor(labels, dtype=torch.long, device=device)
         id_mem = IdentityMemory.from_features(feats_dev, labels_t) if cfg.loss.identity else None
         img_mem = ImageMemory(feats_dev, labels_t) if cfg.loss.image else None
 

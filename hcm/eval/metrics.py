@@ -82,7 +82,7 @@ class RankResult:
 
 def as_label_tensor(values: ArrayLike, name: str, length: int | None = None) -> torch.Tensor:
     """1-D int64 CPU tensor of identities or cameras; a clear error for other shapes."""
-    t = torch.as_tensor(np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values))
+    t = values.cpu() if isinstance(values, torch.Tensor) else torch.from_numpy(np.array(values))  # a copy
     if t.dim() != 1:
         raise HCMError(f"{name} must be a 1-D array of integers, got shape {tuple(t.shape)}")
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
