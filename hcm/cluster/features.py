@@ -79,14 +79,17 @@ def prepare_features(features: Any, name: str = "features",
         raise FeatureError(
             f"{name}: expected a non-empty (N, d) matrix of image features, got shape {x.shape}"
         )
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    # a row sum is non-finite iff the row holds NaN/inf (or overflows: checked exactly);
+    # this avoids an N x d temporary
+    suspect = np.flatnonzero(~np.isfinite(x.sum(axis=1)))
+    bad = suspect[~np.isfinite(x[suspect]).all(axis=1)]
     if bad.size:
         raise FeatureError(
             f"{name}: non-finite values (NaN/inf) in rows {_rows_text(bad)} of {x.shape[0]}; "
             "the model produced invalid features (diverged training: lower the learning rate "
             "or resume from an earlier checkpoint; or a corrupt input image at those rows)"
         )
-    norms = np.linalg.norm(x, axis=1)
+    norms = np.sqrt(np.einsum("nd,nd->n", x, x, dtype=np.float64))
     zero = np.flatnonzero(norms == 0)
     if zero.size:
         raise FeatureError(
@@ -102,5 +105,5 @@ def prepare_features(features: Any, name: str = "features",
         )
         logger.warning(message)
         warnings.warn(message, FeatureNormWarning, stacklevel=2)
-        x = np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+        x = np.ascontiguousarray(x / norms[:, None].astype(np.float32), dtype=np.float32)
     return x

@@ -46,10 +46,13 @@ from hcm.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: (row, column, value) triples materialised at once by the min-sum step (~40 bytes each)
-DEFAULT_MAX_TRIPLES = 1 << 23
+#: (row, column, value) triples materialised at once by the min-sum step (~40 bytes each).
+#: Small blocks keep every temporary under glibc's 32 MB mmap threshold, so the memory is
+#: reused instead of being mapped (and page-faulted) afresh for each block: 2^23 was 15-25%
+#: slower than 2^20 on the benchmark machine.
+DEFAULT_MAX_TRIPLES = 1 << 20
 #: entries of the dense (block rows x N) float64 accumulator of the min-sum step
-DEFAULT_ACCUMULATOR = 1 << 22
+DEFAULT_ACCUMULATOR = 1 << 20
 
 
 def half_k(k1: int) -> int:
@@ -220,7 +223,9 @@ def jaccard_from_weights(v: sp.csr_matrix, *, cutoff: float | None = None,
         del pos
         m_block = np.bincount(key, weights=mins, minlength=(r1 - r0) * width)
         del key, mins
-        flat = np.flatnonzero(m_block)  # pairs with overlapping support (each min is > 0)
+        # pairs with overlapping support (each min is > 0); numpy finds non-zeros of a
+        # boolean array ~4x faster than of a float one
+        flat = np.flatnonzero(m_block > 0.0)
         m = m_block[flat]
         del m_block
         local_row, col = np.divmod(flat, width)

@@ -49,6 +49,11 @@ def test_matches_dense_reference(name: str, x: np.ndarray, k1: int, k2: int) -> 
     assert isinstance(sparse, sp.csr_matrix)
     stored = _stored_mask(sparse)
     assert sparse.nnz == stored.sum()  # no duplicate entries
+    resorted = sparse.copy()
+    resorted.has_sorted_indices = False
+    resorted.sort_indices()
+    np.testing.assert_array_equal(resorted.indices, sparse.indices)  # really sorted
+    assert (sparse != sparse.T).nnz == 0  # exactly symmetric
     # every stored entry equals the dense one; every entry left out is exactly 1 there
     np.testing.assert_allclose(sparse.toarray()[stored], dense[stored], rtol=0, atol=1e-6)
     assert (dense[~stored] == 1.0).all()

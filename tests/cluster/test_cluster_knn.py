@@ -8,7 +8,12 @@ import pytest
 from cluster_reference import dense_ranks
 from cluster_synthetic import clustered, with_ties
 
-from hcm.cluster.knn import exact_knn, faiss_error_bound, gpu_search_available
+from hcm.cluster.knn import (
+    csr_row_inner_products,
+    exact_knn,
+    faiss_error_bound,
+    gpu_search_available,
+)
 from hcm.errors import HCMError
 
 
@@ -71,3 +76,17 @@ def test_gpu_request_without_gpu_faiss_is_a_clear_error() -> None:
     x, _ = clustered(20, 8, 2, 0.3, seed=0)
     with pytest.raises(HCMError, match="faiss-gpu"):
         exact_knn(x, 4, use_gpu=True)
+
+
+def test_csr_row_inner_products_match_numpy() -> None:
+    rng = np.random.default_rng(4)
+    x, _ = clustered(300, 48, 5, 0.5, seed=4)
+    lengths = rng.integers(0, 40, 300)
+    lengths[[3, 77]] = 0  # empty rows
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = rng.integers(0, 300, int(indptr[-1])).astype(np.int32)
+    got = csr_row_inner_products(x, indptr, indices, chunk_rows=64)
+    rows = np.repeat(np.arange(300), lengths)
+    expected = np.einsum("nd,nd->n", x[rows].astype(np.float64), x[indices].astype(np.float64))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
