@@ -6,7 +6,7 @@ tensor -> normalise. This is Cluster Contrast's recipe
 (``examples/cluster_contrast_train_usl.py``).
 
 Every random choice is drawn from torch's global CPU RNG, so running a transform under
-``torch.random.fork_rng`` + ``torch.manual_seed(seed)`` (what
+``torch.random.fork_rng`` + ``torch.random.default_generator.manual_seed(seed)`` (what
 :class:`hcm.data.images.ImageDataset` does for ``ds[(index, seed)]``) makes the result a
 pure function of ``(image, seed)``, whichever process or worker runs it.
 

@@ -51,7 +51,7 @@ def build_model(cfg: ModelConfig, num_classes: int = 0, *, seed: int = 0) -> ReI
     :mod:`hcm.models.weights`. Move the model to its device afterwards.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
         model = ReIDModel(cfg, num_classes)
     report = apply_weights(model, cfg.weights)
     if report is not None:

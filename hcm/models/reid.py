@@ -1,4 +1,5 @@
-"""The re-ID network: torchvision ResNet trunk, last stride 1, GeM/avg pooling, BN neck.
+"""The re-ID network: torchvision trunk (ResNet; ShuffleNet V2 for CPU-sized runs), last
+stride 1, GeM/avg pooling, BN neck.
 
 Module names of the trunk are torchvision's (``conv1``, ``bn1``, ``layer1`` ... ``layer4``),
 so a torchvision ResNet state_dict loads into it key for key; the head adds ``pool``
@@ -9,6 +10,8 @@ This is the architecture of Cluster Contrast's ``ResNet`` with ``num_features=0`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -17,18 +20,42 @@ from torch import nn
 from hcm.config import ModelConfig
 from hcm.models.pooling import build_pooling
 
-#: output width of each supported trunk (``fc.in_features`` of the torchvision model)
-FEAT_DIMS: dict[str, int] = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+@dataclass(frozen=True)
+class TrunkSpec:
+    """A torchvision classification network used as a re-ID trunk.
 
-#: state_dict key prefixes of each part of :class:`ReIDModel`
-TRUNK_PREFIXES: tuple[str, ...] = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
+    ``modules`` are the names of its children run in order (torchvision's names, so its
+    state_dict loads key for key); ``last_stage`` is the stage whose first block's stride
+    ``last_stride`` sets; ``feat_dim`` is the width of the trunk's output.
+    """
+
+    modules: tuple[str, ...]
+    last_stage: str
+    feat_dim: int
+
+
+_RESNET = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+_SHUFFLENET = ("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5")
+
+#: supported trunks: torchvision ResNets (the paper's family) and ShuffleNet V2 (a light
+#: torchvision network for the CPU-sized synthetic recipe)
+TRUNKS: dict[str, TrunkSpec] = {
+    "resnet18": TrunkSpec(_RESNET, "layer4", 512),
+    "resnet34": TrunkSpec(_RESNET, "layer4", 512),
+    "resnet50": TrunkSpec(_RESNET, "layer4", 2048),
+    "shufflenet_v2_x0_5": TrunkSpec(_SHUFFLENET, "stage4", 1024),
+    "shufflenet_v2_x1_0": TrunkSpec(_SHUFFLENET, "stage4", 1024),
+}
+#: output width of each supported trunk
+FEAT_DIMS: dict[str, int] = {arch: spec.feat_dim for arch, spec in TRUNKS.items()}
+
 HEAD_PREFIXES: tuple[str, ...] = ("pool.", "bn_neck.")
 CLASSIFIER_PREFIX = "classifier."
 
 
-def key_part(key: str) -> str:
-    """Which part of the model a state_dict key belongs to: trunk, head, classifier or other."""
-    if key.startswith(TRUNK_PREFIXES):
+def key_part(key: str, arch: str) -> str:
+    """Which part of an ``arch`` model a state_dict key belongs to: trunk, head, classifier or other."""
+    if key.startswith(tuple(f"{m}." for m in TRUNKS[arch].modules)):
         return "trunk"
     if key.startswith(HEAD_PREFIXES):
         return "head"
@@ -37,24 +64,25 @@ def key_part(key: str) -> str:
     return "other"
 
 
-def set_last_stride(layer4: nn.Sequential, stride: int) -> None:
-    """Set the stride of the first block of ``layer4`` (its strided conv and its downsample).
+def set_last_stride(stage: nn.Sequential, stride: int) -> None:
+    """Set the stride of the first block of the last stage (both of its strided convs).
 
-    Works for BasicBlock (stride on ``conv1``) and torchvision's Bottleneck (stride on
-    ``conv2``, ResNet v1.5), as Cluster Contrast does for ResNet-50.
+    ResNet: the strided 3x3 conv (``conv1`` of BasicBlock, ``conv2`` of torchvision's
+    Bottleneck, v1.5) and the 1x1 downsample, as Cluster Contrast does for ResNet-50;
+    ShuffleNet V2: the depthwise convs of its two branches.
     """
-    block = layer4[0]
+    block = stage[0]
     changed = 0
     for module in block.modules():
         if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
             module.stride = (stride, stride)
             changed += 1
-    if changed != 2:  # the strided 3x3 conv and the 1x1 downsample
-        raise RuntimeError(f"expected 2 strided convs in layer4[0], found {changed}")
+    if changed != 2:
+        raise RuntimeError(f"expected 2 strided convs in the first block of the last stage, found {changed}")
 
 
 class ReIDModel(nn.Module):
-    """ResNet trunk + pooling + BatchNorm neck (bias frozen); see :func:`hcm.models.build_model`.
+    """Trunk + pooling + BatchNorm neck (bias frozen); see :func:`hcm.models.build_model`.
 
     ``forward(x)`` returns the L2-normalised BN-neck embedding ``(B, feat_dim)`` in both
     train and eval mode (eval mode uses the BN running statistics).
@@ -62,25 +90,21 @@ class ReIDModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, num_classes: int = 0) -> None:
         super().__init__()
-        if cfg.arch not in FEAT_DIMS:
-            raise ValueError(f"unsupported arch {cfg.arch!r}; choose one of {', '.join(FEAT_DIMS)}")
+        if cfg.arch not in TRUNKS:
+            raise ValueError(f"unsupported arch {cfg.arch!r}; choose one of {', '.join(TRUNKS)}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.config = cfg.model_copy()
         self.num_classes = int(num_classes)
         self.feat_dim = FEAT_DIMS[cfg.arch]
 
-        resnet = getattr(torchvision.models, cfg.arch)(weights=None)
+        spec = TRUNKS[cfg.arch]
+        self.trunk_modules = spec.modules
+        net = getattr(torchvision.models, cfg.arch)(weights=None)
         if cfg.last_stride != 2:
-            set_last_stride(resnet.layer4, cfg.last_stride)
-        self.conv1 = resnet.conv1
-        self.bn1 = resnet.bn1
-        self.relu = resnet.relu
-        self.maxpool = resnet.maxpool
-        self.layer1 = resnet.layer1
-        self.layer2 = resnet.layer2
-        self.layer3 = resnet.layer3
-        self.layer4 = resnet.layer4
+            set_last_stride(getattr(net, spec.last_stage), cfg.last_stride)
+        for name in spec.modules:
+            setattr(self, name, getattr(net, name))
 
         self.pool = build_pooling(cfg.pooling, cfg.gem_p)
         self.bn_neck = nn.BatchNorm1d(self.feat_dim)
@@ -92,14 +116,19 @@ class ReIDModel(nn.Module):
         if num_classes > 0:
             self.classifier = nn.Linear(self.feat_dim, num_classes, bias=False)
             nn.init.normal_(self.classifier.weight, std=0.001)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map of ``layer4``: ``(B, feat_dim, H/16, W/16)`` with last stride 1."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        """Feature map of the last stage: ``(B, feat_dim, H/16, W/16)`` with last stride 1."""
+        x = x.contiguous(memory_format=self.memory_format)
+        for name in self.trunk_modules:
+            x = getattr(self, name)(x)
+        return x
+
+    def key_part(self, key: str) -> str:
+        """Which part of this model a state_dict key belongs to (see :func:`key_part`)."""
+        return key_part(key, self.config.arch)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pooled pre-BN feature, BN-neck feature)``, both ``(B, feat_dim)``, not normalised.

@@ -31,7 +31,7 @@ import torch
 import torchvision
 
 from hcm.errors import CheckpointError
-from hcm.models.reid import ReIDModel, key_part
+from hcm.models.reid import ReIDModel
 from hcm.utils.io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ IMAGENET_WEIGHTS: dict[str, str] = {
     "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
     "resnet34": "ResNet34_Weights.IMAGENET1K_V1",
     "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
+    "shufflenet_v2_x0_5": "ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1",
+    "shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1",
 }
 
 # Cluster Contrast's ResNet wraps the trunk as ``base = Sequential(conv1, bn1, relu,
@@ -192,15 +194,15 @@ def load_state_into(model: ReIDModel, state: dict[str, torch.Tensor], source: st
     """Load ``state`` (already in our key naming) into ``model`` per the rules of the module doc."""
     own = model.state_dict()
     report = LoadReport()
-    unknown = sorted(k for k in state if key_part(k) == "other" and not k.startswith("fc."))
+    unknown = sorted(k for k in state if model.key_part(k) == "other" and not k.startswith("fc."))
     if unknown:
         raise CheckpointError(
             f"{source}: keys that belong to no part of a {model.config.arch} re-ID model: "
             f"{_shorten(unknown)}; is this a checkpoint of another kind of network?"
         )
-    trunk_keys = [k for k in own if key_part(k) == "trunk"]
+    trunk_keys = [k for k in own if model.key_part(k) == "trunk"]
     missing = [k for k in trunk_keys if k not in state and not k.endswith("num_batches_tracked")]
-    extra_trunk = sorted(k for k in state if key_part(k) == "trunk" and k not in own)
+    extra_trunk = sorted(k for k in state if model.key_part(k) == "trunk" and k not in own)
     if missing or extra_trunk:
         raise CheckpointError(
             f"{source}: does not match the {model.config.arch} trunk (missing: "
@@ -218,7 +220,7 @@ def load_state_into(model: ReIDModel, state: dict[str, torch.Tensor], source: st
         )
     new_state = dict(own)
     for key, value in state.items():
-        part = key_part(key)
+        part = model.key_part(key)
         if part == "trunk":
             new_state[key] = value
             report.loaded.append(key)
@@ -232,12 +234,12 @@ def load_state_into(model: ReIDModel, state: dict[str, torch.Tensor], source: st
             )
         else:  # fc.*, a classifier the model lacks or of another size, pool.p for avg pooling
             report.ignored.append(key)
-    report.kept_init = sorted(k for k in own if key_part(k) != "trunk" and k not in report.loaded)
+    report.kept_init = sorted(k for k in own if model.key_part(k) != "trunk" and k not in report.loaded)
     model.load_state_dict(new_state, strict=True)
     if report.ignored:
         logger.info("%s: ignored keys not used by this model: %s", source, _shorten(report.ignored))
-    head_kept = [k for k in report.kept_init if key_part(k) == "head"]
-    if head_kept and any(key_part(k) == "head" for k in state):
+    head_kept = [k for k in report.kept_init if model.key_part(k) == "head"]
+    if head_kept and any(model.key_part(k) == "head" for k in state):
         logger.warning("%s: the file has a re-ID head but not %s; those keep their initial values",
                        source, _shorten(head_kept))
     return report

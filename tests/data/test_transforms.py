@@ -81,3 +81,28 @@ def test_erasing_fills_a_box_with_the_mean_numbers() -> None:
 def test_erasing_p_zero_is_identity() -> None:
     img = torch.randn(3, 16, 8)
     assert torch.equal(ClusterContrastErasing(p=0.0, value=(0.0, 0.0, 0.0))(img.clone()), img)
+
+
+def test_seeded_items_leave_cuda_seeding_alone(tmp_path) -> None:
+    """A seeded item seeds the CPU generator only: torch.manual_seed would also (re)seed CUDA
+    for the whole process, or queue that seeding with a captured stack trace (~2 ms a call)."""
+    from PIL import Image
+
+    from hcm.config import InputConfig
+    from hcm.data.images import ImageDataset
+    from hcm.data.transforms import build_train_transform
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (16, 32), (10, 200, 30)).save(path)
+    ds = ImageDataset([str(path)], build_train_transform(InputConfig(height=32, width=16, pad=2)))
+    if torch.cuda.is_initialized():
+        before = torch.cuda.get_rng_state()
+        ds[(0, 123)]
+        assert torch.equal(torch.cuda.get_rng_state(), before)
+    else:
+        tracker = torch.cuda._lazy_seed_tracker
+        before = list(tracker.get_calls())
+        a, _ = ds[(0, 123)]
+        b, _ = ds[(0, 123)]
+        assert torch.equal(a, b)
+        assert tracker.get_calls() == before

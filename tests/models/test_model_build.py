@@ -50,6 +50,26 @@ def test_resnet50_feat_dim_and_last_stride() -> None:
         assert model(torch.randn(1, 3, 32, 16)).shape == (1, 2048)
 
 
+@pytest.mark.parametrize("arch", ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0"])
+def test_shufflenet_trunk_last_stride_and_torchvision_weights(arch: str, tmp_path) -> None:
+    import torchvision
+
+    cfg = ModelConfig(arch=arch, weights="none")
+    model = build_model(cfg).eval()
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert model.trunk(x).shape == (2, 1024, 4, 2)  # stride 16 with last stride 1
+        assert build_model(cfg.model_copy(update={"last_stride": 2})).eval().trunk(x).shape == (2, 1024, 2, 1)
+        assert model(x).shape == (2, 1024)
+    # a torchvision state_dict (with its fc) loads key for key into the trunk
+    net = getattr(torchvision.models, arch)(weights=None)
+    torch.save(net.state_dict(), tmp_path / "tv.pth")
+    loaded = build_model(cfg.model_copy(update={"weights": str(tmp_path / "tv.pth")}))
+    for key, value in net.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(loaded.state_dict()[key], value), key
+
+
 def test_bn_neck_bias_frozen_and_initialised(model18) -> None:
     neck = model18.bn_neck
     assert not neck.bias.requires_grad and neck.weight.requires_grad
