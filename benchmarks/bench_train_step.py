@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hcm.config import load_train_config  # noqa: E402
 from hcm.data import load_dataset  # noqa: E402
+from hcm.data.images import ImageCache  # noqa: E402
 from hcm.data.transforms import build_test_transform  # noqa: E402
 from hcm.engine.loop import LoopContext  # noqa: E402
 from hcm.engine.setup import DataSplits, build_optimizer, build_scheduler, setup_runtime  # noqa: E402
@@ -46,21 +47,24 @@ def main() -> None:
     ap.add_argument("--train-ids", type=int, default=60, help="identities of the generated synth-market")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe value, e.g. --set model.arch=resnet50")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {"train_ids": args.train_ids, "test_ids": 10}
         cfg = load_train_config(args.recipe, [
             f"optim.iters={args.iters}", f"runtime.device={args.device}", "model.weights=none",
-            *( [f"runtime.threads={args.threads}"] if args.threads else []),
+            *([f"runtime.threads={args.threads}"] if args.threads else []), *args.overrides,
         ])
         runtime = setup_runtime(cfg.runtime)
         ds = load_dataset("synth-market", tmp, synth_overrides=overrides)
         splits = DataSplits(ds, ds.train, ds.query, ds.gallery)
         model = build_model(cfg.model, seed=0).to(runtime.device)
         opt = build_optimizer(model, cfg.optim)
+        cache = ImageCache() if cfg.runtime.cache_images else None
         ctx = LoopContext(model, opt, build_scheduler(opt, cfg.optim),
-                          torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp), splits, runtime)
+                          torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp), splits, runtime, cache)
         trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
         labels = ds.train["pid"].to_numpy()
         paths = list(ds.train["path"])
@@ -99,7 +103,7 @@ def main() -> None:
 
         def full_inference() -> None:
             extract_features(model, paths, transform, batch_size=cfg.eval.batch_size, device=runtime.device,
-                             amp=runtime.amp, progress=False)
+                             amp=runtime.amp, progress=False, cache=cache)
             sync()
 
         def best(fn) -> float:
@@ -115,6 +119,7 @@ def main() -> None:
         t_bare, t_full = best(bare_steps), best(full_steps)
         t_ibare, t_ifull = best(bare_inference), best(full_inference)
         print(f"device {runtime.device}, AMP {runtime.amp}, {torch.get_num_threads()} threads, "
+              f"image cache {'on' if cache is not None else 'off'}, "
               f"{cfg.model.arch} at {h}x{w}, batch {b} ({cfg.sampler.num_instances} per identity), "
               f"load average {os.getloadavg()[0]:.2f}")
         print(f"{'':<28}{'images/s':>10}{'bare images/s':>15}{'ratio':>8}")

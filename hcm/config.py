@@ -120,6 +120,8 @@ class RuntimeConfig(_Section):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     amp: Literal["auto", "on", "off"] = "auto"
     workers: int = Field(0, ge=0, description="data-loader worker processes")
+    cache_images: bool = Field(
+        False, description="keep decoded images in memory across epochs (small datasets, workers=0)")
     threads: int | None = Field(None, gt=0, description="torch intra-op threads (None = torch default)")
     checkpoint_every: int = Field(1, gt=0)
     deterministic: bool = Field(True, description="ask torch for deterministic algorithms")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -38,12 +39,37 @@ def load_image(path: str | Path) -> Image.Image:
         ) from None
 
 
+class ImageCache:
+    """Decoded images kept in memory as uint8 arrays, keyed by path.
+
+    Training decodes the same images every epoch (extraction, then batches); a run
+    whose images fit in memory (``runtime.cache_images``) decodes each once. Only
+    useful with ``runtime.workers=0``: worker processes fill their own copies.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def load(self, path: str) -> Image.Image:
+        arr = self._arrays.get(path)
+        if arr is None:
+            img = load_image(path)
+            self._arrays[path] = np.asarray(img)
+            return img
+        return Image.fromarray(arr)
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """``(transform(image), index)`` for each path; see the module docstring for seeds."""
 
-    def __init__(self, paths: Sequence[str], transform: Transform | None = None) -> None:
+    def __init__(self, paths: Sequence[str], transform: Transform | None = None,
+                 cache: ImageCache | None = None) -> None:
         self.paths = list(paths)
         self.transform = transform
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -53,7 +79,8 @@ class ImageDataset(torch.utils.data.Dataset):
             index, seed = item
         else:
             index, seed = item, None
-        img = load_image(self.paths[index])
+        path = self.paths[index]
+        img = self.cache.load(path) if self.cache is not None else load_image(path)
         if self.transform is None:
             return img, index
         if seed is None:

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from hcm.config import EvalConfig, InputConfig, TrainConfig
+from hcm.data.images import ImageCache
 from hcm.data.transforms import build_test_transform
 from hcm.engine.setup import Runtime, load_splits, setup_runtime
 from hcm.eval import RankResult, evaluate_features, extract_features
@@ -17,19 +18,21 @@ from hcm.models import build_model, load_weights
 
 
 def extract_table(model: torch.nn.Module, table: pd.DataFrame, input_cfg: InputConfig, eval_cfg: EvalConfig,
-                  runtime: Runtime, *, workers: int = 0, desc: str = "extract") -> torch.Tensor:
+                  runtime: Runtime, *, workers: int = 0, desc: str = "extract",
+                  cache: ImageCache | None = None) -> torch.Tensor:
     """L2-normalised features (N, d) of every image in ``table``, on the CPU."""
     return extract_features(
         model, list(table["path"]), build_test_transform(input_cfg), batch_size=eval_cfg.batch_size,
-        device=runtime.device, flip=eval_cfg.flip, amp=runtime.amp, workers=workers, desc=desc,
+        device=runtime.device, flip=eval_cfg.flip, amp=runtime.amp, workers=workers, desc=desc, cache=cache,
     )
 
 
 def evaluate_model(model: torch.nn.Module, query: pd.DataFrame, gallery: pd.DataFrame, input_cfg: InputConfig,
-                   eval_cfg: EvalConfig, runtime: Runtime, *, workers: int = 0, desc: str = "test") -> RankResult:
+                   eval_cfg: EvalConfig, runtime: Runtime, *, workers: int = 0, desc: str = "test",
+                   cache: ImageCache | None = None) -> RankResult:
     """Extract query and gallery features in one pass and compute mAP / CMC / mINP."""
     both = pd.concat([query, gallery], ignore_index=True)
-    feats = extract_table(model, both, input_cfg, eval_cfg, runtime, workers=workers, desc=desc)
+    feats = extract_table(model, both, input_cfg, eval_cfg, runtime, workers=workers, desc=desc, cache=cache)
     qf, gf = feats[: len(query)], feats[len(query):]
     return evaluate_features(
         qf, gf, query["pid"].to_numpy(), gallery["pid"].to_numpy(),

@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from hcm.config import dump_yaml
+from hcm.data.images import ImageCache
 from hcm.engine.checkpoint import load_checkpoint, save_checkpoint
 from hcm.engine.history import EPOCH_COLUMNS, write_history
 from hcm.engine.setup import (
@@ -91,6 +92,7 @@ class LoopContext:
     scaler: torch.amp.GradScaler
     splits: DataSplits
     runtime: Runtime
+    cache: ImageCache | None = None  # decoded images kept across epochs (runtime.cache_images)
 
 
 class EpochLoop:
@@ -158,7 +160,7 @@ class EpochLoop:
         ctx = LoopContext(
             model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, self.cfg.optim),
             scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp), splits=splits,
-            runtime=runtime,
+            runtime=runtime, cache=ImageCache() if self.cfg.runtime.cache_images else None,
         )
         state = LoopState()
         if resuming:

@@ -54,7 +54,7 @@ class Pretrainer(EpochLoop):
                                   num_instances=cfg.sampler.num_instances, num_batches=cfg.optim.iters,
                                   seed=[cfg.seed, epoch])
         loader = torch.utils.data.DataLoader(
-            ImageDataset(list(train["path"]), build_train_transform(cfg.input)), batch_sampler=sampler,
+            ImageDataset(list(train["path"]), build_train_transform(cfg.input), ctx.cache), batch_sampler=sampler,
             num_workers=cfg.runtime.workers, pin_memory=device.type == "cuda",
         )
         labels_t = torch.tensor(labels, dtype=torch.long, device=device)
@@ -100,7 +100,7 @@ class Pretrainer(EpochLoop):
         }
         if len(ctx.splits.query) and len(ctx.splits.gallery):
             res = evaluate_model(ctx.model, ctx.splits.query, ctx.splits.gallery, cfg.input, cfg.eval,
-                                 ctx.runtime, workers=cfg.runtime.workers, desc="source test")
+                                 ctx.runtime, workers=cfg.runtime.workers, cache=ctx.cache, desc="source test")
             summary["source_mAP"], summary["source_rank1"] = res.mAP, float(res.cmc[0])
             log.info("pretrained model on the source test split: mAP %.1f%%, rank-1 %.1f%%",
                      100 * res.mAP, 100 * res.cmc[0])

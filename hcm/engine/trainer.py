@@ -85,7 +85,7 @@ class Trainer(EpochLoop):
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": ctx.scheduler.get_last_lr()[0]}
         t0 = time.perf_counter()
         feats = extract_table(ctx.model, splits.train, cfg.input, cfg.eval, runtime,
-                              workers=cfg.runtime.workers, desc=f"epoch {epoch + 1} extract")
+                              workers=cfg.runtime.workers, cache=ctx.cache, desc=f"epoch {epoch + 1} extract")
         row["extract_time_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -114,11 +114,11 @@ class Trainer(EpochLoop):
 
         if cfg.eval.every and ((epoch + 1) % cfg.eval.every == 0 or epoch + 1 == cfg.optim.epochs):
             res = evaluate_model(ctx.model, splits.query, splits.gallery, cfg.input, cfg.eval, runtime,
-                                 workers=cfg.runtime.workers, desc=f"epoch {epoch + 1} test")
+                                 workers=cfg.runtime.workers, cache=ctx.cache, desc=f"epoch {epoch + 1} test")
             row["test_mAP"], row["test_rank1"] = res.mAP, float(res.cmc[0])
         if splits.val_query is not None:
             res = evaluate_model(ctx.model, splits.val_query, splits.val_gallery, cfg.input, cfg.eval, runtime,
-                                 workers=cfg.runtime.workers, desc=f"epoch {epoch + 1} val")
+                                 workers=cfg.runtime.workers, cache=ctx.cache, desc=f"epoch {epoch + 1} val")
             row["val_mAP"], row["val_rank1"] = res.mAP, float(res.cmc[0])
         log.info("epoch %d: %s", epoch + 1, format_row(row))
         return row
@@ -138,7 +138,7 @@ class Trainer(EpochLoop):
             num_instances=cfg.sampler.num_instances, num_batches=cfg.optim.iters, seed=[cfg.seed, epoch],
         )
         loader = torch.utils.data.DataLoader(
-            ImageDataset(list(ctx.splits.train["path"]), build_train_transform(cfg.input)),
+            ImageDataset(list(ctx.splits.train["path"]), build_train_transform(cfg.input), ctx.cache),
             batch_sampler=sampler, num_workers=cfg.runtime.workers, pin_memory=device.type == "cuda",
         )
         accum = cfg.sampler.accum_steps

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from hcm.data.images import ImageDataset, Transform
+from hcm.data.images import ImageCache, ImageDataset, Transform
 from hcm.errors import HCMError
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ def extract_features(
     workers: int = 0,
     progress: bool = True,
     desc: str = "extract",
+    cache: ImageCache | None = None,
 ) -> torch.Tensor:
     """L2-normalised embeddings (N, d), float32 on the CPU, in the order of ``paths``.
 
@@ -35,13 +36,14 @@ def extract_features(
     mode under ``torch.inference_mode()`` and its training mode is restored afterwards.
     ``flip=True`` returns ``normalize(f(x) + f(hflip(x)))``. ``amp`` enables autocast on
     CUDA only (it is ignored on the CPU). ``transform`` turns a PIL image into a tensor.
+    ``cache`` (an :class:`hcm.data.images.ImageCache`) keeps decoded images for later calls.
     """
     if batch_size < 1:
         raise HCMError(f"extract_features: batch_size must be >= 1, got {batch_size}")
     if len(paths) == 0:
         raise HCMError("extract_features: no images to extract features from (empty path list)")
     device = torch.device(device)
-    dataset = ImageDataset(paths, transform)
+    dataset = ImageDataset(paths, transform, cache)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=False,

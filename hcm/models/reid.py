@@ -20,6 +20,7 @@ from torch import nn
 from hcm.config import ModelConfig
 from hcm.models.pooling import build_pooling
 
+
 @dataclass(frozen=True)
 class TrunkSpec:
     """A torchvision classification network used as a re-ID trunk.

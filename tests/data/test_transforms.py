@@ -106,3 +106,19 @@ def test_seeded_items_leave_cuda_seeding_alone(tmp_path) -> None:
         b, _ = ds[(0, 123)]
         assert torch.equal(a, b)
         assert tracker.get_calls() == before
+
+
+def test_image_cache_decodes_each_file_once_and_returns_the_same_pixels(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from hcm.data.images import ImageCache
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3)).save(path)
+    cache = ImageCache()
+    first = np.asarray(cache.load(str(path)))
+    path.unlink()  # a second load must not touch the file
+    second = np.asarray(cache.load(str(path)))
+    assert len(cache) == 1
+    np.testing.assert_array_equal(first, second)

@@ -198,3 +198,15 @@ def test_gradient_accumulation_runs_micro_batches(data_index: Path, tmp_path: Pa
     train(cfg, tmp_path / "acc", progress=False)
     h = history(tmp_path / "acc")
     assert h["loss"].notna().all() and math.isfinite(h["loss"].iloc[0])
+
+
+def test_image_cache_changes_nothing_but_decoding(data_index: Path, tmp_path: Path) -> None:
+    """runtime.cache_images keeps decoded images across epochs; the trained weights are identical."""
+    train(make_cfg(data_index, eval__every=0), tmp_path / "plain", progress=False)
+    train(make_cfg(data_index, eval__every=0, runtime__cache_images=True), tmp_path / "cached", progress=False)
+    a = load_weights(tmp_path / "plain" / "model.pt")["model"]
+    b = load_weights(tmp_path / "cached" / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    timing = [c for c in history(tmp_path / "plain").columns if c.endswith("_time_s")]
+    pd.testing.assert_frame_equal(history(tmp_path / "plain").drop(columns=timing),
+                                  history(tmp_path / "cached").drop(columns=timing))
