@@ -28,10 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hcm.config import load_train_config  # noqa: E402
 from hcm.data import load_dataset  # noqa: E402
-from hcm.data.images import ImageCache  # noqa: E402
 from hcm.data.transforms import build_test_transform  # noqa: E402
-from hcm.engine.loop import LoopContext  # noqa: E402
-from hcm.engine.setup import DataSplits, build_optimizer, build_scheduler, setup_runtime  # noqa: E402
+from hcm.engine.setup import DataSplits, setup_runtime  # noqa: E402
 from hcm.engine.trainer import Trainer  # noqa: E402
 from hcm.eval import extract_features  # noqa: E402
 from hcm.models import build_model  # noqa: E402
@@ -61,11 +59,9 @@ def main() -> None:
         ds = load_dataset("synth-market", tmp, synth_overrides=overrides)
         splits = DataSplits(ds, ds.train, ds.query, ds.gallery)
         model = build_model(cfg.model, seed=0).to(runtime.device)
-        opt = build_optimizer(model, cfg.optim)
-        cache = ImageCache() if cfg.runtime.cache_images else None
-        ctx = LoopContext(model, opt, build_scheduler(opt, cfg.optim),
-                          torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp), splits, runtime, cache)
         trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        ctx = trainer.make_context(model, splits, runtime)
+        opt, cache = ctx.optimizer, ctx.cache
         labels = ds.train["pid"].to_numpy()
         paths = list(ds.train["path"])
         transform = build_test_transform(cfg.input)

@@ -42,7 +42,8 @@ class DatasetConfig(_Section):
 
 class ModelConfig(_Section):
     arch: Literal["resnet18", "resnet34", "resnet50", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0"] = Field(
-        "resnet50", description="torchvision trunk: ResNets (the paper's), ShuffleNet V2 (light, for CPU runs)")
+        "resnet50", description="torchvision trunk: ResNets (the paper's); ShuffleNet V2 is light, but its features "
+                    "collapsed on the synthetic suite (docs/synthetic-benchmark.md)")
     weights: str = Field("imagenet", description="'imagenet', 'none', or a path to a checkpoint")
     last_stride: Literal[1, 2] = 1
     pooling: Literal["gem", "avg"] = "gem"

@@ -151,17 +151,20 @@ class EpochLoop:
             "state": asdict(state), "config": self.cfg.to_dict(),
         })
 
-    def run(self) -> dict[str, Any]:
-        resuming = self._prepare_dir()
-        runtime = setup_runtime(self.cfg.runtime)
-        splits = load_splits(self.cfg.dataset, self.cfg.seed)
-        model = self.build_model(splits).to(runtime.device)
+    def make_context(self, model: torch.nn.Module, splits: DataSplits, runtime: Runtime) -> LoopContext:
+        """Optimizer, schedule, grad scaler and image cache of this loop's config around ``model``."""
         optimizer = build_optimizer(model, self.cfg.optim)
-        ctx = LoopContext(
+        return LoopContext(
             model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, self.cfg.optim),
             scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp), splits=splits,
             runtime=runtime, cache=ImageCache() if self.cfg.runtime.cache_images else None,
         )
+
+    def run(self) -> dict[str, Any]:
+        resuming = self._prepare_dir()
+        runtime = setup_runtime(self.cfg.runtime)
+        splits = load_splits(self.cfg.dataset, self.cfg.seed)
+        ctx = self.make_context(self.build_model(splits).to(runtime.device), splits, runtime)
         state = LoopState()
         if resuming:
             ckpt = load_checkpoint(self.paths.last)
