@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Literal
 
@@ -21,6 +22,25 @@ from hcm.eval.rerank import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+#: features with every entry below this magnitude give finite cosine and Euclidean distances
+FINITE_DISTANCE_BOUND = 1e15
+
+
+def feature_magnitude(x: torch.Tensor) -> float:
+    """Largest absolute entry of ``x`` (NaN if any entry is NaN; 0 for an empty tensor).
+
+    One reduction pass without temporaries (``aminmax`` propagates NaN), so checking
+    19,000 x 2048 features costs milliseconds.
+    """
+    if x.numel() == 0:
+        return 0.0
+    lo, hi = torch.aminmax(x)
+    lo_f, hi_f = float(lo), float(hi)
+    if math.isnan(lo_f) or math.isnan(hi_f):
+        return math.nan
+    return max(abs(lo_f), abs(hi_f))
 
 
 def evaluate_features(
@@ -65,13 +85,14 @@ def evaluate_features(
                        "extract both with the same model")
     if chunk_size is not None and chunk_size < 1:
         raise HCMError(f"chunk_size must be a positive number of query rows, got {chunk_size}")
-    if not (bool(torch.isfinite(q).all()) and bool(torch.isfinite(g).all())):
+    magnitude = max(feature_magnitude(q), feature_magnitude(g))
+    if not math.isfinite(magnitude):
         raise HCMError("features contain NaN or infinite values; the model diverged or an image was unreadable")
     dev = torch.device(device) if device is not None else q.device
     qp, gp, qc, gc = check_labels(q_pids, g_pids, q_camids, g_camids, q.shape[0], g.shape[0])
     rows = chunk_size or distance_rows(g.shape[0])
     # finite, moderate features give finite distances (cosine: in [0, 2]); re-ranking checks its own
-    bounded = max(float(q.abs().max()), float(g.abs().max())) < 1e15
+    bounded = magnitude < FINITE_DISTANCE_BOUND
     acc = RankAccumulator(gp, gc, torch.device("cpu") if rerank else dev, max_rank,
                           check_finite=not (bounded or rerank))
     if rerank:

@@ -48,13 +48,13 @@ import torch
 Strategy = Literal["auto", "sort", "bins"]
 
 #: bins between a row's first and last true match (``bins`` strategy)
-DEFAULT_BINS = 4096
+DEFAULT_BINS = 2048
 #: rows x bins per call stays below 2**23, so every bin key is an exact float32 integer
 _MAX_KEYS = 2**23
 #: ``auto`` sorts the candidates when at most this fraction of the block precedes the last match
 _SORT_FRACTION = 1 / 16
 #: every this many rows are sampled to estimate that fraction
-_SAMPLE_STEP = 8
+_SAMPLE_STEP = 32
 
 
 @dataclass(frozen=True)
@@ -245,35 +245,44 @@ def _ranks_by_bins(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryInd
     hist = torch.bincount(flat_key, minlength=num_rows * width)
     own = key.gather(1, m.same_id)[m.present]  # matches and junk are not non-matches
     hist.index_add_(0, own, torch.full(own.shape, -1, dtype=hist.dtype, device=device))
-    before_bin = _cumsum(hist) - hist  # non-matches in all earlier bins, earlier rows included
+    cum = _cumsum(hist)  # non-matches in all bins up to each one, earlier rows included
 
     key_t = key.gather(1, m.index)[m.real].long()  # flat keys of the true matches, ascending
     t_f = m.dist[m.real]
     j_f = m.index[m.real]
     pos_f = torch.arange(m.dist.shape[1], device=device).expand_as(m.dist)[m.real]
+    row_t = torch.div(key_t, width, rounding_mode="floor")
+    first_bin = row_t * width
+    # non-matches of the row in bins below the match's bin: exclusive prefix sums at two bins
+    below = (cum.index_select(0, key_t) - hist.index_select(0, key_t)
+             - cum.index_select(0, first_bin) + hist.index_select(0, first_bin))
 
     # non-matches sharing a bin with a true match: exact comparison, ties by index
     shared = torch.zeros(num_rows * width, dtype=torch.uint8, device=device)
     shared[key_t] = 1
     in_shared = ws.get("mask", (flat_key.numel(),), torch.uint8, device)
     torch.index_select(shared, 0, flat_key, out=in_shared)
-    amb = _flat_nonzero(in_shared.view(torch.bool))
+    amb = _flat_nonzero(in_shared.view(torch.bool))  # (index_select: advanced indexing is slower)
     amb_row = torch.div(amb, num_gallery, rounding_mode="floor")
     amb_col = amb - amb_row * num_gallery
-    keep = gallery.pids[amb_col] != q_pids[amb_row]
-    amb, amb_col = amb[keep], amb_col[keep]
-    x = dist.view(-1)[amb]
-    kb = flat_key[amb].long()
-    start = torch.searchsorted(key_t, kb, side="left")
-    stop = torch.searchsorted(key_t, kb, side="right")
+    other = gallery.pids.index_select(0, amb_col) != q_pids.index_select(0, amb_row)  # not own items
+    x = dist.view(-1).index_select(0, amb)
+    kb = flat_key.index_select(0, amb).long()
+    # matches in each shared bin: key_t is ascending, so they are positions first .. first + count - 1;
+    # the two tables are read only at shared bins, so only those entries are written
+    bin_keys, bin_count = torch.unique_consecutive(key_t, return_counts=True)
+    first = ws.get("first", (num_rows * width,), torch.int64, device)
+    count = ws.get("count", (num_rows * width,), torch.int64, device)
+    first.index_copy_(0, bin_keys, torch.cumsum(bin_count, 0) - bin_count)
+    count.index_copy_(0, bin_keys, bin_count)
+    start = first.index_select(0, kb)
+    stop = start + count.index_select(0, kb)
     extra = torch.zeros(key_t.numel(), dtype=torch.int64, device=device)
     for step in range(int((stop - start).max()) if amb.numel() else 0):
         p = (start + step).clamp(max=key_t.numel() - 1)
-        t_p = t_f[p]
-        before = (start + step < stop) & ((x < t_p) | ((x == t_p) & (amb_col < j_f[p])))
-        extra.index_add_(0, p[before], torch.ones_like(p[before]))
-    row_t = torch.div(key_t, width, rounding_mode="floor")
-    below = before_bin[key_t] - before_bin[row_t * width]  # non-matches of the row in lower bins
+        t_p = t_f.index_select(0, p)
+        before = other & (start + step < stop) & ((x < t_p) | ((x == t_p) & (amb_col < j_f.index_select(0, p))))
+        extra.index_add_(0, p, before.long())
     return pos_f + below + extra + 1
 
 

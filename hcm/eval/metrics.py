@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from hcm.errors import HCMError
-from hcm.eval.match_ranks import GalleryIndex, Workspace, match_ranks
+from hcm.eval.match_ranks import ChunkRanks, GalleryIndex, Workspace, match_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +105,11 @@ class RankAccumulator:
     """Collects per-query statistics block by block and turns them into a :class:`RankResult`."""
 
     def __init__(self, g_pids: torch.Tensor, g_camids: torch.Tensor, device: torch.device,
-                 max_rank: int, *, check_finite: bool = True) -> None:
+                 max_rank: int, *, check_finite: bool = True, workers: int | None = None) -> None:
         if max_rank < 1:
             raise HCMError(f"max_rank must be >= 1, got {max_rank}")
+        if workers is not None and workers < 1:
+            raise HCMError(f"workers must be >= 1, got {workers}")
         self.gallery = GalleryIndex.build(g_pids.to(device), g_camids.to(device))
         self.device = device
         self.max_rank = max_rank
@@ -113,7 +117,10 @@ class RankAccumulator:
         self._inp: list[torch.Tensor] = []
         self._first: list[torch.Tensor] = []
         self._num_queries = 0
-        self._workspace = Workspace()
+        # CPU: blocks are scored by ``workers`` threads (default: torch's intra-op thread
+        # count), each running single-threaded torch ops with its own scratch buffers
+        self.workers = 1 if device.type != "cpu" else (workers or torch.get_num_threads())
+        self._workspaces = [Workspace() for _ in range(self.workers)]
         self.check_finite = check_finite  # False only when the caller guarantees finite distances
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
@@ -128,22 +135,40 @@ class RankAccumulator:
             dist = dist.float()
         q_pids, q_camids = q_pids.to(self.device), q_camids.to(self.device)
         rows = block_rows(dist.shape[1], KERNEL_ELEMENTS)
+        starts = list(range(0, dist.shape[0], rows))
+        workers = min(self.workers, len(starts))
         with single_threaded(self.device):
-            self._add(dist, q_pids, q_camids, rows)
-        self._num_queries += dist.shape[0]
+            if workers == 1:
+                parts = [self._score(dist, q_pids, q_camids, s, rows, self._workspaces[0]) for s in starts]
+            else:  # each block takes a free workspace; map keeps the results in block order
+                free: queue.SimpleQueue[Workspace] = queue.SimpleQueue()
+                for ws in self._workspaces[:workers]:
+                    free.put(ws)
 
-    def _add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, rows: int) -> None:
-        for s in range(0, dist.shape[0], rows):
-            part = dist[s : s + rows].contiguous()
-            if self.check_finite and not _finite(part):
-                raise HCMError("the distance matrix contains NaN or infinite values; check the features "
-                               "(a NaN feature usually means a diverged model or an unreadable image)")
-            res = match_ranks(part, q_pids[s : s + rows], q_camids[s : s + rows], self.gallery,
-                              workspace=self._workspace)
+                def score(start: int) -> ChunkRanks:
+                    ws = free.get()
+                    try:
+                        return self._score(dist, q_pids, q_camids, start, rows, ws)
+                    finally:
+                        free.put(ws)
+
+                with ThreadPoolExecutor(workers, thread_name_prefix="rank-kernel") as pool:
+                    parts = list(pool.map(score, starts))
+        for res in parts:
             valid = res.num_matches > 0
             self._ap.append(res.ap[valid].cpu())
             self._inp.append(res.inp[valid].cpu())
             self._first.append(res.first_rank[valid].cpu())
+        self._num_queries += dist.shape[0]
+
+    def _score(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, start: int, rows: int,
+               workspace: Workspace) -> ChunkRanks:
+        part = dist[start : start + rows].contiguous()
+        if self.check_finite and not _finite(part):
+            raise HCMError("the distance matrix contains NaN or infinite values; check the features "
+                           "(a NaN feature usually means a diverged model or an unreadable image)")
+        return match_ranks(part, q_pids[start : start + rows], q_camids[start : start + rows], self.gallery,
+                           workspace=workspace)
 
     def result(self) -> RankResult:
         ap = torch.cat(self._ap) if self._ap else torch.zeros(0, dtype=torch.float64)
@@ -172,7 +197,9 @@ def single_threaded(device: torch.device) -> Iterator[None]:
     OpenMP threads each pass is a fork/join, and when the cores are shared with other
     processes a join can wait a whole scheduler time slice: on this project's 2-core
     machine under load, two threads made the kernel 10-20x slower than one (and, idle,
-    only about 1.5x faster). The distance computation keeps all threads.
+    only about 1.5x faster). :class:`RankAccumulator` uses the cores instead by scoring
+    whole blocks in worker threads, each with one intra-op thread (no barrier between
+    them). The distance computation keeps all threads.
     """
     if device.type != "cpu" or torch.get_num_threads() == 1:
         yield

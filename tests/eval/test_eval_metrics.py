@@ -150,6 +150,47 @@ def test_large_block_is_processed_in_kernel_pieces(monkeypatch):
     np.testing.assert_allclose(r.cmc, ref_cmc, atol=1e-12)
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_worker_threads_give_the_same_result_as_one_thread(monkeypatch, workers):
+    import hcm.eval.metrics as metrics
+    from hcm.eval.metrics import RankAccumulator
+
+    monkeypatch.setattr(metrics, "KERNEL_ELEMENTS", 200)  # ~7 rows per block -> 15 blocks over the workers
+    rng = np.random.default_rng(12)
+    dist = torch.from_numpy(rng.random((100, 30)))
+    dist[rng.random((100, 30)) < 0.2] = 0.5  # ties
+    qp, gp = torch.from_numpy(rng.integers(0, 6, 100)), torch.from_numpy(rng.integers(0, 6, 30))
+    qc, gc = torch.from_numpy(rng.integers(0, 3, 100)), torch.from_numpy(rng.integers(0, 3, 30))
+    results = []
+    for n in (1, workers):
+        acc = RankAccumulator(gp, gc, torch.device("cpu"), 10, workers=n)
+        acc.add(dist[:61], qp[:61], qc[:61])
+        acc.add(dist[61:], qp[61:], qc[61:])
+        results.append(acc.result())
+    one, many = results
+    assert one.mAP == many.mAP and one.mINP == many.mINP and one.num_valid_queries == many.num_valid_queries
+    np.testing.assert_array_equal(one.cmc, many.cmc)
+    ref_map, ref_minp, ref_cmc, ref_valid = reference_rank_metrics(dist.numpy(), qp.numpy(), gp.numpy(), qc.numpy(),
+                                                                   gc.numpy(), max_rank=10)
+    assert many.num_valid_queries == ref_valid and abs(many.mAP - ref_map) <= 1e-12
+    assert abs(many.mINP - ref_minp) <= 1e-12
+    np.testing.assert_allclose(many.cmc, ref_cmc, atol=1e-12)
+
+
+def test_worker_thread_errors_reach_the_caller_and_restore_the_thread_count(monkeypatch):
+    import hcm.eval.metrics as metrics
+    from hcm.eval.metrics import RankAccumulator
+
+    monkeypatch.setattr(metrics, "KERNEL_ELEMENTS", 20)
+    before = torch.get_num_threads()
+    dist = torch.rand(12, 10, dtype=torch.float64)
+    dist[9, 3] = float("nan")  # in a late block
+    acc = RankAccumulator(torch.arange(10) % 3, torch.arange(10) % 2, torch.device("cpu"), 5, workers=2)
+    with pytest.raises(HCMError, match="NaN or infinite"):
+        acc.add(dist, torch.arange(12) % 3, torch.ones(12, dtype=torch.int64))
+    assert torch.get_num_threads() == before
+
+
 def test_max_rank_beyond_gallery_size_keeps_the_curve_flat():
     r = evaluate_rank(np.array([[0.2, 0.1]]), [1], [1, 2], [0], [1, 1], max_rank=5)
     np.testing.assert_array_equal(r.cmc, [0, 1, 1, 1, 1])
