@@ -43,6 +43,15 @@ def feature_magnitude(x: torch.Tensor) -> float:
     return max(abs(lo_f), abs(hi_f))
 
 
+def distances_are_finite(q: torch.Tensor, g: torch.Tensor) -> bool:
+    """Refuse non-finite features (:class:`HCMError`); True when every entry is below
+    ``FINITE_DISTANCE_BOUND``, so their distances are finite and need no per-block check."""
+    magnitude = max(feature_magnitude(q), feature_magnitude(g))
+    if not math.isfinite(magnitude):
+        raise HCMError("features contain NaN or infinite values; the model diverged or an image was unreadable")
+    return magnitude < FINITE_DISTANCE_BOUND
+
+
 def evaluate_features(
     qf: np.ndarray | torch.Tensor,
     gf: np.ndarray | torch.Tensor,
@@ -85,16 +94,13 @@ def evaluate_features(
                        "extract both with the same model")
     if chunk_size is not None and chunk_size < 1:
         raise HCMError(f"chunk_size must be a positive number of query rows, got {chunk_size}")
-    magnitude = max(feature_magnitude(q), feature_magnitude(g))
-    if not math.isfinite(magnitude):
-        raise HCMError("features contain NaN or infinite values; the model diverged or an image was unreadable")
+    finite_distances = distances_are_finite(q, g)
     dev = torch.device(device) if device is not None else q.device
     qp, gp, qc, gc = check_labels(q_pids, g_pids, q_camids, g_camids, q.shape[0], g.shape[0])
     rows = chunk_size or distance_rows(g.shape[0])
     # finite, moderate features give finite distances (cosine: in [0, 2]); re-ranking checks its own
-    bounded = magnitude < FINITE_DISTANCE_BOUND
     acc = RankAccumulator(gp, gc, torch.device("cpu") if rerank else dev, max_rank,
-                          check_finite=not (bounded or rerank))
+                          check_finite=not (finite_distances or rerank))
     if rerank:
         check_rerank_budget(q.shape[0], g.shape[0], k1, k2, rerank_budget)
         logger.info("k-reciprocal re-ranking of %d queries x %d gallery (k1=%d, k2=%d, lambda=%g)",

@@ -262,7 +262,8 @@ def _ranks_by_bins(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryInd
     shared[key_t] = 1
     in_shared = ws.get("mask", (flat_key.numel(),), torch.uint8, device)
     torch.index_select(shared, 0, flat_key, out=in_shared)
-    amb = _flat_nonzero(in_shared.view(torch.bool))  # (index_select: advanced indexing is slower)
+    amb = _flat_nonzero(in_shared.view(torch.bool))
+    # gathers use index_select: advanced indexing is several times slower on the CPU
     amb_row = torch.div(amb, num_gallery, rounding_mode="floor")
     amb_col = amb - amb_row * num_gallery
     other = gallery.pids.index_select(0, amb_col) != q_pids.index_select(0, amb_row)  # not own items
