@@ -12,7 +12,10 @@ memory does not pollute another's):
    for our metric kernel);
 2. runs our pipeline exactly as ``hcm.eval.evaluate_features`` does (cosine distances
    in query blocks, each block scored and dropped), timing distances and metrics
-   separately, and records the peak RSS of the process right after it;
+   separately, and records the peak RSS of the process right after it. As in
+   ``evaluate_features``, the compiled metric kernel loads in a background thread
+   (numba: about 0.5 s per process, even from its cache) while the first distances are
+   computed; any wait for it left after them counts in ``metric s``;
 3. times the per-query reference loop of the tests (``tests/eval/eval_reference.py``:
    a stable argsort per query) on the full distance matrix (Market-1501) or on the
    first ``--ref-queries`` queries and extrapolates linearly (MSMT17, whose full matrix

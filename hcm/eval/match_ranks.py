@@ -16,24 +16,30 @@ For one block of ``C`` query rows, :func:`match_ranks`:
    (:class:`GalleryIndex`) and sorts them by ``(distance, index)`` (``M`` per row); the
    number of *matches* before match ``p`` is then ``p``, and only gallery items up to the
    last match (``d <= hi``) can precede any match;
-2. counts the *non-matches* before each match by one of two exact strategies, chosen from
-   the fraction of items with ``d <= hi`` (estimated on a sample of rows):
+2. counts the *non-matches* before each match by one of three exact strategies:
 
-   - ``sort`` (trained models: matches near the top, few items below the last one):
+   - ``compiled`` (the default on the CPU): :mod:`hcm.eval.rank_kernel`, a numba kernel
+     that walks each row once, binning the non-matches between the row's first and last
+     match and comparing the few that share a bin with a match directly.
+   - ``sort`` (CUDA, trained models: matches near the top, few items below the last one):
      gather the non-junk items with ``d <= hi`` and stable-sort them by one int64 key,
      ``(row << 32) | order(distance)`` (``order`` = the float's bits made order-preserving;
      ties keep index order); a match's rank is its position in its row.
-   - ``bins`` (matches spread over the row, e.g. an untrained model or random data):
-     map every distance to an integer bin, ``key(x) = round(clamp(x * s + c))``, with
-     ``s, c`` per row spreading the row's matches over ``bins`` bins. The map is a chain
-     of correctly rounded IEEE operations, each monotone, applied identically to every
-     element, so ``key(x) < key(t)`` implies ``x < t``. One ``bincount`` gives, exactly,
-     the non-matches in bins strictly below each match's bin; the few non-matches that
-     share a bin with a match (about ``M / bins`` of the row) are compared to it
-     directly, ties by index. Cost: a handful of vectorised passes over the block,
-     against ``O(G log G)`` per row for sorting.
+   - ``bins`` (CUDA, matches spread over the row, e.g. an untrained model or random data):
+     the vectorised form of the compiled kernel's binning. Every distance is mapped to an
+     integer bin, ``key(x) = round(clamp(x * s + c))``, with ``s, c`` per row spreading the
+     row's matches over ``bins`` bins. The map is a chain of correctly rounded IEEE
+     operations, each monotone, applied identically to every element, so
+     ``key(x) < key(t)`` implies ``x < t``. One ``bincount`` gives, exactly, the
+     non-matches in bins strictly below each match's bin; the few non-matches that share a
+     bin with a match (about ``M / bins`` of the row) are compared to it directly, ties by
+     index. Cost: a handful of vectorised passes over the block, against ``O(G log G)``
+     per row for sorting.
 
-Both strategies give identical ranks (the tests check them against each other and
+   On CUDA, ``auto`` picks ``sort`` or ``bins`` from the fraction of items with
+   ``d <= hi`` (estimated on a sample of rows).
+
+All strategies give identical ranks (the tests check them against each other and
 against a per-query ``argsort`` loop).
 """
 
@@ -45,9 +51,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-Strategy = Literal["auto", "sort", "bins"]
+from hcm.eval.rank_kernel import rank_rows
 
-#: bins between a row's first and last true match (``bins`` strategy)
+Strategy = Literal["auto", "compiled", "sort", "bins"]
+
+#: bins between a row's first and last true match (``compiled`` and ``bins`` strategies)
 DEFAULT_BINS = 2048
 #: rows x bins per call stays below 2**23, so every bin key is an exact float32 integer
 _MAX_KEYS = 2**23
@@ -178,10 +186,14 @@ def match_ranks(
         return ChunkRanks(m.num, nan, nan.clone(), torch.zeros(num_rows, dtype=torch.int64, device=device))
     hi = m.dist.gather(1, (m.num - 1).clamp(min=0)[:, None])  # last true match of each row
     hi = torch.where(m.num[:, None] > 0, hi, torch.full_like(hi, -float("inf")))
+    if strategy == "auto" and device.type == "cpu":
+        strategy = "compiled"
     if strategy == "auto":
         sample = dist[::_SAMPLE_STEP] <= hi[::_SAMPLE_STEP]
         strategy = "sort" if float(sample.float().mean()) <= _SORT_FRACTION else "bins"
-    if strategy == "sort":
+    if strategy == "compiled":
+        rank = _ranks_compiled(dist, q_pids, gallery, m, bins)
+    elif strategy == "sort":
         rank = _ranks_by_sorting(dist, hi, m, ws)
     elif strategy == "bins":
         rank = _ranks_by_bins(dist, q_pids, gallery, m, bins, ws)
@@ -200,6 +212,17 @@ def _true_matches(dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tens
     t_sorted, perm = torch.sort(t, dim=1, stable=True)
     real = torch.arange(t.shape[1], device=dist.device) < num[:, None]
     return _Matches(same_id, present, present & ~is_match, num, t_sorted, same_id.gather(1, perm), real)
+
+
+def _ranks_compiled(dist: torch.Tensor, q_pids: torch.Tensor, gallery: GalleryIndex, m: _Matches,
+                    bins: int) -> torch.Tensor:
+    """1-based rank of every true match (row-major, match order) by the compiled CPU kernel."""
+    if dist.device.type != "cpu":
+        raise ValueError(f"strategy 'compiled' runs on the CPU only, got distances on {dist.device}")
+    out = np.zeros(tuple(m.dist.shape), dtype=np.int64)
+    rank_rows(dist.numpy(), q_pids.numpy(), gallery.pids.numpy(), m.dist.numpy(), m.index.numpy(),
+              m.num.numpy(), bins, out)
+    return torch.from_numpy(out)[m.real]
 
 
 def _ranks_by_sorting(dist: torch.Tensor, hi: torch.Tensor, m: _Matches, ws: Workspace) -> torch.Tensor:

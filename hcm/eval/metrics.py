@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from hcm.errors import HCMError
+from hcm.eval import rank_kernel
 from hcm.eval.match_ranks import ChunkRanks, GalleryIndex, Workspace, match_ranks
 
 logger = logging.getLogger(__name__)
@@ -122,6 +124,11 @@ class RankAccumulator:
         self.workers = 1 if device.type != "cpu" else (workers or torch.get_num_threads())
         self._workspaces = [Workspace() for _ in range(self.workers)]
         self.check_finite = check_finite  # False only when the caller guarantees finite distances
+        # CPU: the compiled kernel loads in the background while the caller computes distances
+        self._kernel_loader: threading.Thread | None = None
+        if device.type == "cpu":
+            self._kernel_loader = threading.Thread(target=rank_kernel.load, name="rank-kernel-load", daemon=True)
+            self._kernel_loader.start()
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
         """Score query rows ``dist`` (C, G) with their labels, ``KERNEL_ELEMENTS`` distances at a time."""
@@ -134,6 +141,9 @@ class RankAccumulator:
         elif dist.dtype in (torch.float16, torch.bfloat16):
             dist = dist.float()
         q_pids, q_camids = q_pids.to(self.device), q_camids.to(self.device)
+        if self._kernel_loader is not None:
+            self._kernel_loader.join()
+            self._kernel_loader = None
         rows = block_rows(dist.shape[1], KERNEL_ELEMENTS)
         starts = list(range(0, dist.shape[0], rows))
         workers = min(self.workers, len(starts))

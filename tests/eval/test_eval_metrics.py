@@ -105,8 +105,9 @@ def _per_query_reference(dist, qp, gp, qc, gc):
     return out
 
 
-@pytest.mark.parametrize(("strategy", "bins"), [("sort", 4096), ("bins", 4096), ("bins", 1), ("bins", 5)])
-def test_both_kernel_strategies_agree_with_reference_per_query(strategy, bins):
+@pytest.mark.parametrize(("strategy", "bins"), [("sort", 4096), ("bins", 4096), ("bins", 1), ("bins", 5),
+                                               ("compiled", 2048), ("compiled", 1), ("compiled", 5)])
+def test_all_kernel_strategies_agree_with_reference_per_query(strategy, bins):
     # bins=1 puts almost every item in a match's bin: the exact tie-breaking path does all the work
     rng = np.random.default_rng(bins)
     for kind in ["ties", "float64", "tiny", "normal"] * 10:
@@ -250,7 +251,7 @@ def test_integer_distances_and_numpy_or_torch_labels():
     np.testing.assert_array_equal(a.cmc, b.cmc)
 
 
-@pytest.mark.parametrize("strategy", ["sort", "bins"])
+@pytest.mark.parametrize("strategy", ["sort", "bins", "compiled"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_negative_zero_ties_with_zero(strategy, dtype):
     # -0.0 == 0.0, so the stable order is the gallery order: match (index 2) has rank 3
