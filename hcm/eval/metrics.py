@@ -203,13 +203,14 @@ class RankAccumulator:
 def single_threaded(device: torch.device) -> Iterator[None]:
     """Run CPU torch ops with one intra-op thread, restoring the previous count afterwards.
 
-    The metric kernel is a few dozen short vectorised passes per block. With several
-    OpenMP threads each pass is a fork/join, and when the cores are shared with other
-    processes a join can wait a whole scheduler time slice: on this project's 2-core
-    machine under load, two threads made the kernel 10-20x slower than one (and, idle,
-    only about 1.5x faster). :class:`RankAccumulator` uses the cores instead by scoring
-    whole blocks in worker threads, each with one intra-op thread (no barrier between
-    them). The distance computation keeps all threads.
+    Around the metric kernel, each block runs a few short torch ops (finding the true
+    matches, summarising their ranks; on the CPU the ranks themselves come from the
+    compiled kernel, which uses no torch threads). With several OpenMP threads each op is
+    a fork/join, and when the cores are shared with other processes a join can wait a
+    whole scheduler time slice: on this project's 2-core machine under load, two threads
+    made the (then all-torch) kernel 10-20x slower than one. :class:`RankAccumulator`
+    uses the cores instead by scoring whole blocks in worker threads, each with one
+    intra-op thread (no barrier between them). The distance computation keeps all threads.
     """
     if device.type != "cpu" or torch.get_num_threads() == 1:
         yield

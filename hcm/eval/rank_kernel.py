@@ -35,10 +35,14 @@ import numpy as np
 def _bin(d: float, lo: float, hi: float, s: float, bins: int) -> int:
     """Bin of distance ``d``: ``1 + trunc(clamp((d - lo) * s, -1, bins))`` up to ``hi``, ``bins + 2`` above.
 
-    Written without branches (selects), monotone in ``d``.
+    Monotone in ``d``; written as selects (no branches). Always in ``0 .. bins + 2``, NaN
+    included (every comparison with NaN is false): the tables are indexed without bounds
+    checks.
     """
-    k = int(min(max((d - lo) * s, -1.0), np.float64(bins)))
-    return 1 + k if d <= hi else bins + 2
+    x = (d - lo) * s
+    x = x if x > -1.0 else -1.0
+    x = x if x < bins else np.float64(bins)
+    return 1 + int(x) if d <= hi else bins + 2
 
 
 @numba.njit(inline="always")

@@ -123,6 +123,21 @@ def test_all_kernel_strategies_agree_with_reference_per_query(strategy, bins):
             assert int(res.first_rank[q]) == first
 
 
+@pytest.mark.parametrize("strategy", ["compiled", "bins", "sort"])
+def test_spans_of_denormal_width_rank_exactly(strategy):
+    # first-to-last match spans of a few float64 denormals: bins / span overflows to inf
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        _, qp, gp, qc, gc = _random_case(rng, "normal")
+        dist = rng.integers(-1, 3, (len(qp), len(gp))) * 5e-324
+        gallery = GalleryIndex.build(torch.as_tensor(gp), torch.as_tensor(gc))
+        res = match_ranks(torch.from_numpy(dist), torch.as_tensor(qp), torch.as_tensor(qc), gallery,
+                          strategy=strategy)
+        for q, (ap, inp, first) in _per_query_reference(dist, qp, gp, qc, gc).items():
+            assert abs(float(res.ap[q]) - ap) <= 1e-12 and abs(float(res.inp[q]) - inp) <= 1e-12
+            assert int(res.first_rank[q]) == first
+
+
 def test_kernel_handles_row_blocks_beyond_the_float32_key_range():
     # 2**23 / (bins + 3) rows per internal call: with bins=2**20 that is 7 rows, so 20 rows split
     rng = np.random.default_rng(3)
