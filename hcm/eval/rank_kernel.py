@@ -27,8 +27,23 @@ worker threads of :class:`hcm.eval.metrics.RankAccumulator` run blocks in parall
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
+
+
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``numba.njit`` releasing the GIL, cached on disk when numba finds a writable cache location.
+
+    Without one (a read-only install and no writable home directory; ``NUMBA_CACHE_DIR``
+    sets it) numba refuses ``cache=True``; the kernel is then compiled once per process.
+    """
+    try:
+        return numba.njit(nogil=True, cache=True)(fn)
+    except RuntimeError:
+        return numba.njit(nogil=True)(fn)
 
 
 @numba.njit(inline="always")
@@ -51,7 +66,7 @@ def _precedes(d: float, i: int, t: float, j: int) -> bool:
     return d < t or (d == t and i < j)
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled
 def rank_rows(dist: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, match_dist: np.ndarray,
               match_index: np.ndarray, num: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover
     """Write into ``out[r, p]`` (for ``p < num[r]``) the 1-based rank of row ``r``'s match ``p``.

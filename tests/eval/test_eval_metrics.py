@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -293,3 +295,22 @@ def test_metric_kernel_restores_the_thread_count_even_after_an_error():
     with pytest.raises(HCMError):
         evaluate_rank(np.array([[0.1, np.nan]]), [1], [1, 2], [0], [1, 1])
     assert torch.get_num_threads() == before
+
+
+def test_compiled_kernel_works_without_a_writable_numba_cache():
+    # numba refuses cache=True when no cache location is writable (read-only install, no
+    # writable home); the kernel must then compile per process instead of failing to import
+    code = """
+import numba.core.caching as caching
+caching.CacheImpl._locator_classes = []
+import numpy as np
+from hcm.eval import rank_kernel
+out = np.zeros((1, 2), np.int64)
+rank_kernel.rank_rows(np.array([[0.5, 0.1, 0.2]]), np.array([1]), np.array([1, 2, 1]),
+                      np.array([[0.2, 0.5]]), np.array([[2, 0]]), np.array([2]), 16, out)
+print(type(rank_kernel.rank_rows._cache).__name__, out.tolist())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    # gallery [0.5 (match), 0.1 (other), 0.2 (match)]: ranks 2 and 3; no disk cache
+    assert done.stdout.split() == ["NullCache", "[[2,", "3]]"]
