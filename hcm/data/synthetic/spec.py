@@ -82,6 +82,7 @@ class SynthSpec:
     near_dup_share: float = field(default=0.3, metadata={"help": "share of identities that are one of a pair differing in one attribute"})
     # ---- cameras
     camera_shift: float = field(default=1.0, metadata={"help": "strength of camera differences (colour cast, gain, gamma, views); 0 = identical cameras"})
+    camera_draw: Literal["independent", "stratified"] = field(default="independent", metadata={"help": "independent: each camera's light level and continuous parameters drawn independently; stratified: light levels cycled and each continuous parameter Latin-hypercube sampled over the cameras (every draw spans the same range)"})
     scale_range: tuple[float, float] = (0.78, 0.94)
     resolution_range: tuple[float, float] = (0.45, 1.0)
     blur: float = field(default=0.9, metadata={"help": "largest camera blur sigma, output pixels"})
