@@ -11,11 +11,11 @@ where the non-matches are the gallery items of *another* identity (items of the 
 own identity are either true matches, counted by ``p``, or junk). The kernel walks the
 row once:
 
-- items with ``d > t_{M-1}`` cannot precede any match and are skipped;
-- every other non-match goes to a bin, ``0`` if ``d < t_0`` else
-  ``1 + min(floor((d - t_0) * s), bins - 1)`` with ``s = bins / (t_{M-1} - t_0)``,
-  computed in float64 for items and matches alike, so the map is monotone: an item in a
-  lower bin than a match is strictly closer;
+- every non-match goes to a bin: ``bins + 2`` if ``d > t_{M-1}`` (it cannot precede any
+  match), else ``1 + trunc(clamp((d - t_0) * s, -1, bins))`` with
+  ``s = bins / (t_{M-1} - t_0)`` (so bin 0 holds items more than one bin width below the
+  first match), computed in float64 for items and matches alike: the map is monotone,
+  so an item in a lower bin than a match is strictly closer;
 - the histogram of bins gives the non-matches strictly below each match's bin; the few
   non-matches that share a bin with a match are compared with the matches of that bin
   exactly (distance, then index), by binary search.
@@ -75,7 +75,7 @@ def rank_rows(dist: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, match_di
     matches sorted by (distance, index), ``num[r]`` of them; ``out`` (C, K) int64.
     """
     num_rows, num_gallery = dist.shape
-    size = bins + 3  # bin 0 is unused, 1 .. bins + 1 lie in [lo, hi], bins + 2 above hi
+    size = bins + 3  # 0: well below lo; 1 .. bins + 1: about [lo, hi]; bins + 2: above hi
     hist = np.zeros(size, np.int64)  # non-matches per bin
     first = np.full(size, -1, np.int64)  # first match position in each bin, -1 when none
     count = np.zeros(size, np.int64)  # matches in each bin
