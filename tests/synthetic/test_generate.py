@@ -50,6 +50,24 @@ def test_existing_folder_with_other_settings_is_an_error(generated: dict[str, Pa
         generate("synth-market", parent, seed=3, overrides=small("synth-market"), progress=False)
 
 
+def test_manifest_from_before_a_later_parameter_matches_its_earlier_value(generated: dict[str, Path]) -> None:
+    # a folder generated before `camera_draw` existed has no such key; its cameras are the
+    # independent draw, so it matches camera_draw=independent and nothing else
+    folder = generated["synth-market"]
+    path = folder / MANIFEST
+    original = path.read_text()
+    manifest = json.loads(original)
+    del manifest["spec"]["camera_draw"]
+    path.write_text(json.dumps(manifest))
+    try:
+        assert generate("synth-market", folder.parent, overrides=small("synth-market"), progress=False) == folder
+        with pytest.raises(DatasetError, match=r"camera_draw None \(wanted 'stratified'\)"):
+            generate("synth-market", folder.parent, progress=False,
+                     overrides=small("synth-market", camera_draw="stratified"))
+    finally:
+        path.write_text(original)
+
+
 def test_folder_that_is_not_generated_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "synth-duke").mkdir()
     with pytest.raises(DatasetError, match="not a generated synthetic dataset"):
