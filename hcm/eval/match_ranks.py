@@ -172,28 +172,28 @@ def match_ranks(
     rank of the last match (Ye et al. 2021).
     """
     num_rows = dist.shape[0]
+    device = dist.device
+    if strategy == "auto" and device.type == "cpu":
+        strategy = "compiled"
     ws = workspace if workspace is not None else Workspace()
     step = max(1, _MAX_KEYS // (bins + 3))
-    if num_rows > step:  # bin keys must stay exact integers in float32
+    if strategy != "compiled" and num_rows > step:  # torch bin keys must stay exact integers in float32
         return ChunkRanks.cat([
             match_ranks(dist[s : s + step], q_pids[s : s + step], q_camids[s : s + step], gallery,
                         strategy=strategy, bins=bins, workspace=ws)
             for s in range(0, num_rows, step)])
-    device = dist.device
     m = _true_matches(dist, q_pids, q_camids, gallery)
     if not bool(m.real.any()):
         nan = torch.full((num_rows,), float("nan"), dtype=torch.float64, device=device)
         return ChunkRanks(m.num, nan, nan.clone(), torch.zeros(num_rows, dtype=torch.int64, device=device))
+    if strategy == "compiled":
+        return _summarise(_ranks_compiled(dist, q_pids, gallery, m, bins), m)
     hi = m.dist.gather(1, (m.num - 1).clamp(min=0)[:, None])  # last true match of each row
     hi = torch.where(m.num[:, None] > 0, hi, torch.full_like(hi, -float("inf")))
-    if strategy == "auto" and device.type == "cpu":
-        strategy = "compiled"
     if strategy == "auto":
         sample = dist[::_SAMPLE_STEP] <= hi[::_SAMPLE_STEP]
         strategy = "sort" if float(sample.float().mean()) <= _SORT_FRACTION else "bins"
-    if strategy == "compiled":
-        rank = _ranks_compiled(dist, q_pids, gallery, m, bins)
-    elif strategy == "sort":
+    if strategy == "sort":
         rank = _ranks_by_sorting(dist, hi, m, ws)
     elif strategy == "bins":
         rank = _ranks_by_bins(dist, q_pids, gallery, m, bins, ws)

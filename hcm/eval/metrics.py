@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -120,9 +119,10 @@ class RankAccumulator:
         self._first: list[torch.Tensor] = []
         self._num_queries = 0
         # CPU: blocks are scored by ``workers`` threads (default: torch's intra-op thread
-        # count), each running single-threaded torch ops with its own scratch buffers
+        # count): the compiled kernel releases the GIL and needs no scratch buffers; the
+        # torch strategies (CUDA, one block at a time) reuse ``_workspace``
         self.workers = 1 if device.type != "cpu" else (workers or torch.get_num_threads())
-        self._workspaces = [Workspace() for _ in range(self.workers)]
+        self._workspace = Workspace()
         self.check_finite = check_finite  # False only when the caller guarantees finite distances
         # CPU: the compiled kernel loads in the background while the caller computes distances
         self._kernel_loader: threading.Thread | None = None
@@ -149,18 +149,11 @@ class RankAccumulator:
         workers = min(self.workers, len(starts))
         with single_threaded(self.device):
             if workers == 1:
-                parts = [self._score(dist, q_pids, q_camids, s, rows, self._workspaces[0]) for s in starts]
-            else:  # each block takes a free workspace; map keeps the results in block order
-                free: queue.SimpleQueue[Workspace] = queue.SimpleQueue()
-                for ws in self._workspaces[:workers]:
-                    free.put(ws)
+                parts = [self._score(dist, q_pids, q_camids, s, rows, self._workspace) for s in starts]
+            else:  # CPU only (compiled kernel); map keeps the results in block order
 
                 def score(start: int) -> ChunkRanks:
-                    ws = free.get()
-                    try:
-                        return self._score(dist, q_pids, q_camids, start, rows, ws)
-                    finally:
-                        free.put(ws)
+                    return self._score(dist, q_pids, q_camids, start, rows, None)
 
                 with ThreadPoolExecutor(workers, thread_name_prefix="rank-kernel") as pool:
                     parts = list(pool.map(score, starts))
@@ -172,7 +165,7 @@ class RankAccumulator:
         self._num_queries += dist.shape[0]
 
     def _score(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, start: int, rows: int,
-               workspace: Workspace) -> ChunkRanks:
+               workspace: Workspace | None) -> ChunkRanks:
         part = dist[start : start + rows].contiguous()
         if self.check_finite and not _finite(part):
             raise HCMError("the distance matrix contains NaN or infinite values; check the features "
