@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hcm.errors import ConfigError
 
@@ -45,11 +45,26 @@ class ModelConfig(_Section):
         "resnet50", description="torchvision trunk: ResNets (the paper's); ShuffleNet V2 is light, but its features "
                     "collapsed on the synthetic suite (docs/synthetic-benchmark.md)")
     weights: str = Field("imagenet", description="'imagenet', 'none', or a path to a checkpoint")
+    width: int = Field(
+        64, ge=4, le=256,
+        description="ResNets only: channels of the first stage (stages: width, 2x, 4x, 8x; 64 = torchvision's "
+                    "network). Smaller values build a narrower ResNet of the same depth from torchvision's "
+                    "blocks (width 32: about 4x fewer FLOPs); no ImageNet weights exist for them")
     last_stride: Literal[1, 2] = 1
     pooling: Literal["gem", "avg"] = "gem"
     gem_p: float = Field(3.0, gt=0)
     channels_last: bool = Field(
         True, description="channels-last activations: faster convolutions (oneDNN, cuDNN), same maths")
+
+    @model_validator(mode="after")
+    def _check_width(self) -> ModelConfig:
+        if self.width != 64 and not self.arch.startswith("resnet"):
+            raise ValueError(f"model.width applies to ResNets only; {self.arch} needs width 64 (got {self.width})")
+        if self.width != 64 and self.weights.lower() == "imagenet":
+            raise ValueError(
+                f"model.width={self.width}: ImageNet weights exist only for width 64; set model.weights "
+                "to 'none' or to a checkpoint of the same width (e.g. from `hcm pretrain`)")
+        return self
 
 
 class InputConfig(_Section):

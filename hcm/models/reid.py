@@ -1,4 +1,4 @@
-"""The re-ID network: torchvision trunk (ResNet; ShuffleNet V2 for CPU-sized runs), last
+"""The re-ID network: torchvision trunk (ResNet, optionally narrowed; ShuffleNet V2), last
 stride 1, GeM/avg pooling, BN neck.
 
 Module names of the trunk are torchvision's (``conv1``, ``bn1``, ``layer1`` ... ``layer4``),
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from hcm.config import ModelConfig
 from hcm.models.pooling import build_pooling
@@ -47,8 +48,58 @@ TRUNKS: dict[str, TrunkSpec] = {
     "shufflenet_v2_x0_5": TrunkSpec(_SHUFFLENET, "stage4", 1024),
     "shufflenet_v2_x1_0": TrunkSpec(_SHUFFLENET, "stage4", 1024),
 }
-#: output width of each supported trunk
+#: output width of each supported trunk (at ``model.width`` 64)
 FEAT_DIMS: dict[str, int] = {arch: spec.feat_dim for arch, spec in TRUNKS.items()}
+
+#: ResNet depth -> (residual block, blocks per stage), as in torchvision
+_RESNET_LAYOUT: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2)),
+    "resnet34": (BasicBlock, (3, 4, 6, 3)),
+    "resnet50": (Bottleneck, (3, 4, 6, 3)),
+}
+
+
+def feat_dim(arch: str, width: int = 64) -> int:
+    """Output width of the trunk ``arch`` whose first ResNet stage has ``width`` channels."""
+    return TRUNKS[arch].feat_dim * width // 64
+
+
+def narrow_resnet(arch: str, width: int) -> nn.Module:
+    """A ResNet of torchvision's depth and blocks whose stages have ``width`` x (1, 2, 4, 8) channels.
+
+    Built from torchvision's public ``BasicBlock``/``Bottleneck`` the way
+    ``torchvision.models.ResNet`` builds its stages (a 1x1 conv + BN shortcut where the
+    shape changes) and initialised as torchvision does (Kaiming-normal convs, BN weight 1,
+    bias 0). Children carry torchvision's names (``conv1``, ``bn1``, ``relu``, ``maxpool``,
+    ``layer1`` ... ``layer4``); ``width=64`` gives torchvision's network layer for layer.
+    """
+    block, counts = _RESNET_LAYOUT[arch]
+    expansion = block.expansion
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
+    net.relu = nn.ReLU(inplace=True)
+    net.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+    inplanes = width
+    for i, count in enumerate(counts):
+        planes, stride = width * 2**i, (1 if i == 0 else 2)
+        shortcut = None
+        if stride != 1 or inplanes != planes * expansion:
+            shortcut = nn.Sequential(
+                nn.Conv2d(inplanes, planes * expansion, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * expansion),
+            )
+        blocks = [block(inplanes, planes, stride, shortcut)]
+        inplanes = planes * expansion
+        blocks += [block(inplanes, planes) for _ in range(count - 1)]
+        setattr(net, f"layer{i + 1}", nn.Sequential(*blocks))
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.constant_(module.weight, 1)
+            nn.init.constant_(module.bias, 0)
+    return net
 
 HEAD_PREFIXES: tuple[str, ...] = ("pool.", "bn_neck.")
 CLASSIFIER_PREFIX = "classifier."
@@ -97,11 +148,14 @@ class ReIDModel(nn.Module):
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.config = cfg.model_copy()
         self.num_classes = int(num_classes)
-        self.feat_dim = FEAT_DIMS[cfg.arch]
+        self.feat_dim = feat_dim(cfg.arch, cfg.width)
 
         spec = TRUNKS[cfg.arch]
         self.trunk_modules = spec.modules
-        net = getattr(torchvision.models, cfg.arch)(weights=None)
+        if cfg.width == 64:
+            net = getattr(torchvision.models, cfg.arch)(weights=None)
+        else:
+            net = narrow_resnet(cfg.arch, cfg.width)
         if cfg.last_stride != 2:
             set_last_stride(getattr(net, spec.last_stage), cfg.last_stride)
         for name in spec.modules:

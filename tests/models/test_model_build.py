@@ -123,3 +123,76 @@ def test_forward_under_autocast_stays_finite_float32(model18) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model18(torch.randn(2, 3, 32, 16))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_narrow_resnet_at_width_64_is_torchvisions_network(arch: str) -> None:
+    """narrow_resnet(arch, 64) takes torchvision's state_dict key for key and computes the same."""
+    import torchvision
+
+    from hcm.models.reid import narrow_resnet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ref = getattr(torchvision.models, arch)(weights=None).eval()
+        ours = narrow_resnet(arch, 64).eval()
+    state = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}
+    assert set(ours.state_dict()) == set(state)
+    ours.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ref.layer4(ref.layer3(ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))))))
+        got = ours.layer4(ours.layer3(ours.layer2(ours.layer1(ours.maxpool(ours.relu(ours.bn1(ours.conv1(x))))))))
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize(("arch", "width", "dim"), [("resnet18", 32, 256), ("resnet18", 16, 128), ("resnet50", 16, 512)])
+def test_narrow_resnet_width_sets_channels_and_feature_size(arch: str, width: int, dim: int) -> None:
+    cfg = ModelConfig(arch=arch, weights="none", width=width)
+    model = build_model(cfg, num_classes=5, seed=0).eval()
+    full = build_model(ModelConfig(arch=arch, weights="none"))
+    assert model.feat_dim == dim
+    assert model.conv1.out_channels == width
+    assert model.layer4[0].conv1.stride == (1, 1) or model.layer4[0].conv2.stride == (1, 1)  # last stride 1
+    n_params = sum(p.numel() for p in model.parameters())
+    n_full = sum(p.numel() for p in full.parameters())
+    assert n_params < n_full * (width / 64) ** 2 * 1.2  # parameters scale with width squared
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        assert model.trunk(x).shape == (3, dim, 4, 2)
+        out = model(x)
+    assert out.shape == (3, dim)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
+    # seeded construction is reproducible
+    again = build_model(cfg, num_classes=5, seed=0)
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_narrow_width_round_trips_through_a_checkpoint(tmp_path) -> None:
+    from hcm.models import model_from_checkpoint, save_weights
+
+    model = build_model(ModelConfig(arch="resnet18", weights="none", width=16), seed=3).eval()
+    path = save_weights(model, tmp_path / "w16.pt")
+    back = model_from_checkpoint(str(path)).eval()
+    assert back.config.width == 16 and back.feat_dim == 128
+    x = torch.randn(2, 3, 32, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model(x))
+    with pytest.raises(Exception, match="size mismatch|shape"):
+        build_model(ModelConfig(arch="resnet18", weights=str(path), width=32))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"arch": "resnet18", "width": 32, "weights": "imagenet"}, "ImageNet weights exist only for width 64"),
+        ({"arch": "shufflenet_v2_x1_0", "width": 32, "weights": "none"}, "applies to ResNets only"),
+        ({"arch": "resnet18", "width": 2, "weights": "none"}, "greater than or equal to 4"),
+    ],
+)
+def test_width_config_errors(kwargs: dict, match: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=match):
+        ModelConfig(**kwargs)
