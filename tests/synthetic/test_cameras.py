@@ -15,7 +15,9 @@ from hcm.data.synthetic.seeding import STREAM_CAMERAS, rng_for
 
 def test_independent_draw_reproduces_the_cameras_of_earlier_generated_data() -> None:
     # synth-market, generator seed 0, as written to synth_cameras.json before `camera_draw` existed
-    cams = sample_cameras(spec_for("synth-market"), rng_for("synth-market", 0, STREAM_CAMERAS))
+    # (the preset then drew its cameras independently, with camera_shift 1.0)
+    spec = spec_for("synth-market", {"camera_draw": "independent", "camera_shift": 1.0})
+    cams = sample_cameras(spec, rng_for("synth-market", 0, STREAM_CAMERAS))
     assert [c.light_bin for c in cams] == [1, 1, 2, 1, 1, 1]
     np.testing.assert_allclose([c.gain for c in cams], [1.12049523079, 1.14173208693, 1.327715364932,
                                                         0.922111123106, 1.092048683069, 0.987433690203], atol=1e-11)

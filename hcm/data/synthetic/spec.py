@@ -175,6 +175,7 @@ def _validate(s: SynthSpec) -> None:
 _MARKET = SynthSpec(
     kind="person", layout="market", cameras=6, cams_per_id=(2, 5), train_ids=150, test_ids=200,
     train_images=(8, 16), gallery_images=(5, 9), queries_per_id=3, junk_images=40, distractor_images=80,
+    camera_draw="stratified", camera_shift=0.4,
 )
 
 PRESETS: dict[str, SynthSpec] = {
@@ -186,7 +187,6 @@ PRESETS: dict[str, SynthSpec] = {
     "synth-msmt17": dataclasses.replace(
         _MARKET, layout="msmt17", cameras=15, cams_per_id=(2, 6), train_ids=160, test_ids=220,
         gallery_images=(6, 10), junk_images=0, distractor_images=0, val_fraction=0.07, session_shift=0.15,
-        camera_shift=1.2,
     ),
     "synth-veri": dataclasses.replace(
         _MARKET, kind="vehicle", layout="veri", cameras=20, cams_per_id=(3, 8), train_ids=150, test_ids=150,
@@ -196,7 +196,7 @@ PRESETS: dict[str, SynthSpec] = {
     "synth-pretrain": dataclasses.replace(
         _MARKET, kind="mixed", layout="market", pool="source", cameras=8, cams_per_id=(2, 6), train_ids=480,
         test_ids=60, train_images=(8, 12), gallery_images=(6, 8), queries_per_id=2, junk_images=0,
-        distractor_images=0,
+        distractor_images=0, camera_draw="independent", camera_shift=1.0,
     ),
 }
 
