@@ -1,0 +1,104 @@
+"""Cost of a training step and of feature extraction against ResNet width (``model.width``).
+
+    python benchmarks/bench_width.py [--recipe FILE] [--widths 64 32 16] [--threads N]
+
+For each width, in one process, on the recipe's batch shape and device: the
+``ReIDModel`` of the recipe at that width (random initialisation) runs ``--iters``
+training steps (forward, loss on the L2-normalised embedding, backward, Adam step) on a
+batch already in memory, and eval-mode inference over ``--images`` images. Printed: time
+per step, images/s of inference, parameters, and each width's speed-up against the first
+width of ``--widths`` (torchvision's 64 by default) measured in the same run. The
+synthetic recipe uses width 32 (docs/synthetic-benchmark.md, experiments 22-24).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hcm.config import load_train_config  # noqa: E402
+from hcm.engine.setup import setup_runtime  # noqa: E402
+from hcm.models import build_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def best_of(fn, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default=str(REPO / "workflow/recipes/synth-small.yaml"))
+    ap.add_argument("--widths", type=int, nargs="+", default=[64, 32, 16])
+    ap.add_argument("--iters", type=int, default=5, help="training steps per measurement")
+    ap.add_argument("--images", type=int, default=512, help="images per inference measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="measurements (the best is reported)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+
+    cfg = load_train_config(args.recipe, [
+        f"runtime.device={args.device}", "model.weights=none",
+        *([f"runtime.threads={args.threads}"] if args.threads else []),
+    ])
+    runtime = setup_runtime(cfg.runtime)
+    b, h, w = cfg.sampler.batch_size, cfg.input.height, cfg.input.width
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(b, 3, h, w, generator=gen).to(runtime.device)
+    xs = torch.randn(cfg.eval.batch_size, 3, h, w, generator=gen).to(runtime.device)
+
+    def sync() -> None:
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    print(f"device {runtime.device}, AMP {runtime.amp}, {torch.get_num_threads()} threads, "
+          f"{cfg.model.arch} at {h}x{w}, batch {b}, load average {os.getloadavg()[0]:.2f}")
+    print(f"{'width':>6}{'params M':>10}{'feat dim':>10}{'s/step':>9}{'step x':>8}{'infer img/s':>13}{'infer x':>9}")
+    ref: tuple[float, float] | None = None
+    for width in args.widths:
+        model = build_model(cfg.model.model_copy(update={"width": width}), seed=0).to(runtime.device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+
+        def steps(model=model, opt=opt) -> None:
+            model.train()
+            for _ in range(args.iters):
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(runtime.device.type, enabled=runtime.amp):
+                    out = model(x)
+                (1 - (out.float() @ out.float().T)).mean().backward()
+                opt.step()
+            sync()
+
+        def infer(model=model) -> None:
+            model.eval()
+            with torch.inference_mode(), torch.autocast(runtime.device.type, enabled=runtime.amp):
+                for start in range(0, args.images, len(xs)):
+                    model(xs[: min(len(xs), args.images - start)])
+            sync()
+
+        t_step = best_of(steps, args.repeats) / args.iters
+        t_inf = best_of(infer, args.repeats) / args.images
+        ref = ref or (t_step, t_inf)
+        n_params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"{width:>6}{n_params:>10.2f}{model.feat_dim:>10}{t_step:>9.3f}{ref[0] / t_step:>8.2f}"
+              f"{1 / t_inf:>13.0f}{ref[1] / t_inf:>9.2f}")
+    print(f"step x / infer x: speed-up against width {args.widths[0]} in this run")
+
+
+if __name__ == "__main__":
+    main()
