@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from hcm.report.style import (
     ABLATION_VARIANTS,
+    REFERENCE_VARIANTS,
     VARIANT_COLORS,
     VARIANT_LINESTYLES,
     VARIANT_MARKERS,
@@ -136,15 +137,45 @@ def plot_cmc_dataset(cmc: pd.DataFrame, dataset: str, path: str | Path, *, max_r
 # ------------------------------------------------------------------ ablation
 
 
+
+
 def plot_ablation(results: pd.DataFrame, path: str | Path, *, metrics: Sequence[str] = ("mAP", "rank1"),
                   variants: Sequence[str] = ABLATION_VARIANTS) -> Path:
     """Draw :func:`ablation_figure` and save it to ``path``."""
     return save_figure(ablation_figure(results, metrics=metrics, variants=variants), path)
 
 
+def _reference_lines(ax, results: pd.DataFrame, datasets: Sequence[str], metric: str) -> list:
+    """Draw each reference row's mean (over seeds) as a line across its dataset's group of bars.
+
+    Returns legend handles for the reference rows present (``REFERENCE_VARIANTS``, in the
+    colours and line styles of the other figures).
+    """
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for variant in REFERENCE_VARIANTS:
+        means = results[results["variant"] == variant].groupby("dataset")[metric].mean()
+        style = {"colors": VARIANT_COLORS[variant], "linestyles": VARIANT_LINESTYLES[variant], "linewidth": 1.6}
+        drawn = False
+        for i, dataset in enumerate(datasets):
+            if dataset in means.index and np.isfinite(means[dataset]):
+                ax.hlines(means[dataset], i - 0.45, i + 0.45, zorder=5, label=f"_{variant}", **style)
+                drawn = True
+        if drawn:
+            handles.append(Line2D([], [], color=style["colors"], linestyle=style["linestyles"],
+                                  linewidth=style["linewidth"], label=variant_label(variant)))
+    return handles
+
+
 def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "rank1"),
                     variants: Sequence[str] = ABLATION_VARIANTS) -> Figure:
-    """Grouped bars per dataset (mean over seeds), error bars = std, dots = individual seeds."""
+    """Grouped bars per dataset (mean over seeds), error bars = std, dots = individual seeds.
+
+    The reference rows present in ``results`` (``untrained``: direct transfer;
+    ``supervised``: upper bound) are drawn as lines across each dataset's bars, so a
+    bar's gain over direct transfer reads off directly.
+    """
     import seaborn as sns
 
     present = [v for v in variants if v in set(results["variant"])]
@@ -168,6 +199,7 @@ def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "
         width = max(5.5, 1.5 + 0.45 * len(datasets) * max(1, len(present)))
         fig = Figure(figsize=(width, 1.0 + 2.9 * len(metrics)), layout="constrained")
         axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
+        ref_handles: list = []
         for ax, metric in zip(axes, metrics, strict=True):
             sns.barplot(data=data, x="Dataset", y=metric, hue="Variant", order=order, hue_order=hue_order,
                         palette=palette, errorbar="sd", capsize=0.15, err_kws={"linewidth": 1.2},
@@ -175,18 +207,23 @@ def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "
             sns.stripplot(data=data, x="Dataset", y=metric, hue="Variant", order=order, hue_order=hue_order,
                           dodge=True, palette=["#222222"] * len(hue_order), size=3.5, alpha=0.8,
                           jitter=0.05, ax=ax, legend=False)
+            ref_handles = _reference_lines(ax, results, datasets, metric)
             ax.set_ylabel(names.get(metric, metric))
             ax.set_xlabel("")
-            top = float(np.nanmax(data[metric])) if len(data) else 100.0
+            shown = results[results["variant"].isin([*present, *REFERENCE_VARIANTS])]
+            top = float(np.nanmax(shown[metric])) if len(shown) else 100.0
             ax.set_ylim(0, min(100.0, top * 1.12 + 2))
         leg = axes[0].get_legend()
         if leg is not None:
             handles, labels = axes[0].get_legend_handles_labels()
             leg.remove()
-            fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(present)), frameon=False)
+            handles = [*handles, *ref_handles]
+            labels = [*labels, *(h.get_label() for h in ref_handles)]
+            fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(handles)), frameon=False)
         n_seeds = int(data["seed"].nunique()) if len(data) else 0
+        refs = ", lines = reference rows" if ref_handles else ""
         fig.suptitle(f"Ablation: bars = mean over {n_seeds} seed{'s' if n_seeds != 1 else ''}, "
-                     "error bars = std, dots = seeds", fontsize=11)
+                     f"error bars = std, dots = seeds{refs}", fontsize=11)
         return fig
 
 

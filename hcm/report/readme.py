@@ -49,7 +49,8 @@ def figure_caption(key: str, n_seeds: int) -> str:
                 f"{seeds}, band = std; the legend gives rank-1.")
     if key == "ablation":
         return (f"Ablation: mAP and rank-1 (%) of HCM, its ablations and the baseline per dataset; "
-                f"bars = mean over {seeds}, error bars = std, dots = individual seeds.")
+                f"bars = mean over {seeds}, error bars = std, dots = individual seeds; lines across each "
+                f"dataset's bars = the reference rows (no adaptation, supervised) where the suite has them.")
     if key.startswith("training_"):
         d = dataset_label(key[9:])
         return (f"{d}: training curves per epoch -- total, identity and image loss, number of clusters, "

@@ -73,7 +73,7 @@ def test_ablation_bars_colours_and_heights(agg) -> None:
     assert heights == sorted(round(expected[(v, d)], 6) for v in variants for d in ["synth-market", "synth-duke"])
     assert ax.get_ylabel() == "mAP (%)" and fig.axes[1].get_ylabel() == "Rank-1 (%)"
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == [variant_label(v) for v in variants]
+    assert labels[: len(variants)] == [variant_label(v) for v in variants]  # then the reference lines
 
 
 def test_training_curves_panels(agg) -> None:
@@ -112,3 +112,28 @@ def test_ablation_figure_without_ablation_variants(agg) -> None:
     only_reference = agg.results[agg.results["variant"] == "untrained"]
     fig = ablation_figure(only_reference)
     assert [t.get_text() for t in fig.axes[0].texts] == ["no ablation variant in this suite"]
+
+
+def test_ablation_reference_lines_sit_at_the_reference_means(agg) -> None:
+    """untrained / supervised means are drawn across each dataset's bars and named in the legend."""
+    from hcm.report.style import REFERENCE_VARIANTS, dataset_label
+
+    results = agg.results
+    present = [v for v in REFERENCE_VARIANTS if v in set(results["variant"])]
+    assert present  # the fixture has at least the untrained row
+    fig = ablation_figure(results)
+    ax = fig.axes[0]
+    datasets = [t.get_text() for t in ax.get_xticklabels()]
+    lines = [c for c in ax.collections if c.get_label().startswith("_") and c.get_label()[1:] in present]
+    for variant in present:
+        segs = [seg for c in lines if c.get_label() == f"_{variant}" for seg in c.get_segments()]
+        means = results[results["variant"] == variant].groupby("dataset")["mAP"].mean()
+        assert len(segs) == len(means)
+        for seg in segs:
+            (x0, y0), (x1, y1) = seg
+            by_label = {dataset_label(d): d for d in means.index}
+            dataset = by_label[datasets[round((x0 + x1) / 2)]]  # the group the line is centred on
+            assert x1 - x0 == pytest.approx(0.9)
+            assert y0 == y1 == pytest.approx(means[dataset])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[-len(present):] == [variant_label(v) for v in present]
