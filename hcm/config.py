@@ -48,7 +48,7 @@ class ModelConfig(_Section):
     width: int = Field(
         64, ge=4, le=256,
         description="ResNets only: channels of the first stage (stages: width, 2x, 4x, 8x; 64 = torchvision's "
-                    "network). Smaller values build a narrower ResNet of the same depth from torchvision's "
+                    "network). Other values build a narrower (or wider) ResNet of the same depth from torchvision's "
                     "blocks (width 32: about 4x fewer FLOPs); no ImageNet weights exist for them")
     last_stride: Literal[1, 2] = 1
     pooling: Literal["gem", "avg"] = "gem"
