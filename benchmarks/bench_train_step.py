@@ -19,12 +19,14 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bare import bare_inference, bare_train_steps, best_of, sync  # noqa: E402
 
 from hcm.config import load_train_config  # noqa: E402
 from hcm.data import load_dataset  # noqa: E402
@@ -70,50 +72,26 @@ def main() -> None:
         b, h, w = cfg.sampler.batch_size, cfg.input.height, cfg.input.width
         x = torch.randn(b, 3, h, w, device=runtime.device)
 
-        def sync() -> None:
-            if runtime.device.type == "cuda":
-                torch.cuda.synchronize()
+        xs = torch.randn(cfg.eval.batch_size, 3, h, w, device=runtime.device)
 
         def bare_steps() -> None:
-            model.train()
-            for _ in range(args.iters):
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(runtime.device.type, enabled=runtime.amp):
-                    out = model(x)
-                out.float().sum().backward()
-                opt.step()
-            sync()
+            bare_train_steps(model, opt, x, args.iters, amp=runtime.amp)
 
         def full_steps() -> None:
             trainer._train_steps(0, ctx, feats, labels)
-            sync()
+            sync(runtime.device)
 
-        xs = torch.randn(cfg.eval.batch_size, 3, h, w, device=runtime.device)
-
-        def bare_inference() -> None:
-            model.eval()
-            with torch.inference_mode(), torch.autocast(runtime.device.type, enabled=runtime.amp):
-                for start in range(0, len(paths), cfg.eval.batch_size):
-                    model(xs[: min(cfg.eval.batch_size, len(paths) - start)])
-            sync()
+        def bare_infer() -> None:
+            bare_inference(model, xs, len(paths), amp=runtime.amp)
 
         def full_inference() -> None:
             extract_features(model, paths, transform, batch_size=cfg.eval.batch_size, device=runtime.device,
                              amp=runtime.amp, progress=False, cache=cache)
-            sync()
-
-        def best(fn) -> float:
-            fn()  # warm-up
-            times = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            return min(times)
+            sync(runtime.device)
 
         n_train = args.iters * b
-        t_bare, t_full = best(bare_steps), best(full_steps)
-        t_ibare, t_ifull = best(bare_inference), best(full_inference)
+        t_bare, t_full = best_of(bare_steps, args.repeats), best_of(full_steps, args.repeats)
+        t_ibare, t_ifull = best_of(bare_infer, args.repeats), best_of(full_inference, args.repeats)
         print(f"device {runtime.device}, AMP {runtime.amp}, {torch.get_num_threads()} threads, "
               f"image cache {'on' if cache is not None else 'off'}, "
               f"{cfg.model.arch} at {h}x{w}, batch {b} ({cfg.sampler.num_instances} per identity), "

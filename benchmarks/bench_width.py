@@ -4,7 +4,7 @@
 
 For each width, in one process, on the recipe's batch shape and device: the
 ``ReIDModel`` of the recipe at that width (random initialisation) runs ``--iters``
-training steps (forward, loss on the L2-normalised embedding, backward, Adam step) on a
+training steps (forward, sum of the embedding, backward, Adam step; ``bare.py``) on a
 batch already in memory, and eval-mode inference over ``--images`` images. Printed: time
 per step, images/s of inference, parameters, and each width's speed-up against the first
 width of ``--widths`` (torchvision's 64 by default) measured in the same run. The
@@ -16,29 +16,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bare import bare_inference, bare_train_steps, best_of  # noqa: E402
 
 from hcm.config import load_train_config  # noqa: E402
 from hcm.engine.setup import setup_runtime  # noqa: E402
 from hcm.models import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def best_of(fn, repeats: int) -> float:
-    """Fastest of ``repeats`` timed calls of ``fn`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -62,10 +53,6 @@ def main() -> None:
     x = torch.randn(b, 3, h, w, generator=gen).to(runtime.device)
     xs = torch.randn(cfg.eval.batch_size, 3, h, w, generator=gen).to(runtime.device)
 
-    def sync() -> None:
-        if runtime.device.type == "cuda":
-            torch.cuda.synchronize()
-
     print(f"device {runtime.device}, AMP {runtime.amp}, {torch.get_num_threads()} threads, "
           f"{cfg.model.arch} at {h}x{w}, batch {b}, load average {os.getloadavg()[0]:.2f}")
     print(f"{'width':>6}{'params M':>10}{'feat dim':>10}{'s/step':>9}{'step x':>8}{'infer img/s':>13}{'infer x':>9}")
@@ -75,21 +62,10 @@ def main() -> None:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
 
         def steps(model=model, opt=opt) -> None:
-            model.train()
-            for _ in range(args.iters):
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(runtime.device.type, enabled=runtime.amp):
-                    out = model(x)
-                (1 - (out.float() @ out.float().T)).mean().backward()
-                opt.step()
-            sync()
+            bare_train_steps(model, opt, x, args.iters, amp=runtime.amp)
 
         def infer(model=model) -> None:
-            model.eval()
-            with torch.inference_mode(), torch.autocast(runtime.device.type, enabled=runtime.amp):
-                for start in range(0, args.images, len(xs)):
-                    model(xs[: min(len(xs), args.images - start)])
-            sync()
+            bare_inference(model, xs, args.images, amp=runtime.amp)
 
         t_step = best_of(steps, args.repeats) / args.iters
         t_inf = best_of(infer, args.repeats) / args.images

@@ -153,7 +153,8 @@ def test_narrow_resnet_width_sets_channels_and_feature_size(arch: str, width: in
     full = build_model(ModelConfig(arch=arch, weights="none"))
     assert model.feat_dim == dim
     assert model.conv1.out_channels == width
-    assert model.layer4[0].conv1.stride == (1, 1) or model.layer4[0].conv2.stride == (1, 1)  # last stride 1
+    # last stride 1: no conv of the last stage's first block (strided conv and shortcut) is strided
+    assert all(m.stride == (1, 1) for m in model.layer4[0].modules() if isinstance(m, torch.nn.Conv2d))
     n_params = sum(p.numel() for p in model.parameters())
     n_full = sum(p.numel() for p in full.parameters())
     assert n_params < n_full * (width / 64) ** 2 * 1.2  # parameters scale with width squared

@@ -129,9 +129,9 @@ def test_ablation_reference_lines_sit_at_the_reference_means(agg) -> None:
         segs = [seg for c in lines if c.get_label() == f"_{variant}" for seg in c.get_segments()]
         means = results[results["variant"] == variant].groupby("dataset")["mAP"].mean()
         assert len(segs) == len(means)
+        by_label = {dataset_label(d): d for d in means.index}
         for seg in segs:
             (x0, y0), (x1, y1) = seg
-            by_label = {dataset_label(d): d for d in means.index}
             dataset = by_label[datasets[round((x0 + x1) / 2)]]  # the group the line is centred on
             assert x1 - x0 == pytest.approx(0.9)
             assert y0 == y1 == pytest.approx(means[dataset])
