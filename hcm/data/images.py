@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from hcm.errors import DatasetError
 
-Transform = Callable[[Image.Image], Any]
+Transform = Callable[[Image.Image | torch.Tensor], Any]
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -40,26 +40,31 @@ def load_image(path: str | Path) -> Image.Image:
 
 
 class ImageCache:
-    """Decoded images kept in memory as uint8 arrays, keyed by path.
+    """Decoded images kept in memory as uint8 (3, H, W) tensors, keyed by path.
 
     Training decodes the same images every epoch (extraction, then batches); a run
-    whose images fit in memory (``runtime.cache_images``) decodes each once. Only
-    useful with ``runtime.workers=0``: worker processes fill their own copies.
+    whose images fit in memory (``runtime.cache_images``) decodes each once. The
+    transforms of :mod:`hcm.data.transforms` take these tensors as they take PIL images.
+    Only useful with ``runtime.workers=0``: worker processes fill their own copies.
     """
 
     def __init__(self) -> None:
-        self._arrays: dict[str, np.ndarray] = {}
+        self._images: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
-        return len(self._arrays)
+        return len(self._images)
 
-    def load(self, path: str) -> Image.Image:
-        arr = self._arrays.get(path)
-        if arr is None:
-            img = load_image(path)
-            self._arrays[path] = np.asarray(img)
-            return img
-        return Image.fromarray(arr)
+    def load(self, path: str) -> torch.Tensor:
+        """The image as a uint8 (3, H, W) tensor; decoded from the file on the first call only.
+
+        The tensor is shared between calls: transforms must not modify it in place (those
+        of :mod:`hcm.data.transforms` do not).
+        """
+        img = self._images.get(path)
+        if img is None:
+            img = torch.from_numpy(np.array(load_image(path), dtype=np.uint8)).permute(2, 0, 1).contiguous()
+            self._images[path] = img
+        return img
 
 
 class ImageDataset(torch.utils.data.Dataset):

@@ -5,6 +5,14 @@ Train: resize to (h, w) bicubic -> horizontal flip (p) -> pad + random crop back
 tensor -> normalise. This is Cluster Contrast's recipe
 (``examples/cluster_contrast_train_usl.py``).
 
+Only the resize runs on the PIL image (:class:`ResizeToTensor`, PIL's bicubic as in
+torchvision's ``Resize``); flip, pad, crop and the conversion to float run on the uint8
+tensor, which costs a tenth of PIL's per-image overhead at re-ID sizes. Every step is
+elementwise or a re-indexing, and the random draws happen in the same order, so the output
+is the same tensor, bit for bit, as the all-PIL pipeline (``tests/data/test_transforms.py``
+checks it against that pipeline). The transforms also accept the uint8 (3, H, W) tensors of
+:class:`hcm.data.images.ImageCache`, which skips PIL altogether when H, W already are (h, w).
+
 Every random choice is drawn from torch's global CPU RNG, so running a transform under
 ``torch.random.fork_rng`` + ``torch.random.default_generator.manual_seed(seed)`` (what
 :class:`hcm.data.images.ImageDataset` does for ``ds[(index, seed)]``) makes the result a
@@ -23,8 +31,10 @@ import math
 from collections.abc import Sequence
 
 import torch
+from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as F
 
 from hcm.config import InputConfig
 
@@ -60,15 +70,45 @@ class ClusterContrastErasing(T.RandomErasing):
         return 0, 0, height, width, img  # no box fitted: torchvision's "leave unchanged"
 
 
+class ResizeToTensor(torch.nn.Module):
+    """PIL image or uint8 (3, H, W) tensor -> uint8 (3, h, w) tensor, resized bicubic by PIL.
+
+    A tensor that already has the size passes through untouched; any other input is resized
+    exactly as torchvision's ``Resize`` resizes a PIL image (a tensor goes back to PIL first,
+    so cached and uncached images give the same pixels).
+    """
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = (int(size[0]), int(size[1]))
+
+    def forward(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
+        if isinstance(img, torch.Tensor):
+            if img.dtype != torch.uint8 or img.dim() != 3:
+                raise TypeError(f"ResizeToTensor: expected a uint8 (3, H, W) tensor, got {img.dtype} "
+                                f"{tuple(img.shape)}")
+            if tuple(img.shape[-2:]) == self.size:
+                return img
+            img = F.to_pil_image(img)
+        if img.size != (self.size[1], self.size[0]):
+            img = F.resize(img, list(self.size), interpolation=InterpolationMode.BICUBIC)
+        return F.pil_to_tensor(img)
+
+
+def _to_normalised_float(cfg: InputConfig) -> list:
+    # uint8 -> float in [0, 1] (x / 255, ToTensor's arithmetic) -> (x - mean) / std
+    return [T.ConvertImageDtype(torch.float32), T.Normalize(mean=list(cfg.mean), std=list(cfg.std))]
+
+
 def build_train_transform(cfg: InputConfig) -> T.Compose:
     """Training augmentation of method.md ("Train transform"), all randomness from torch's RNG."""
     size = (cfg.height, cfg.width)
-    steps: list = [T.Resize(size, interpolation=InterpolationMode.BICUBIC)]
+    steps: list = [ResizeToTensor(size)]
     if cfg.flip_p > 0:
         steps.append(T.RandomHorizontalFlip(p=cfg.flip_p))
     if cfg.pad > 0:
         steps += [T.Pad(cfg.pad), T.RandomCrop(size)]
-    steps += [T.ToTensor(), T.Normalize(mean=list(cfg.mean), std=list(cfg.std))]
+    steps += _to_normalised_float(cfg)
     if cfg.erasing_p > 0:
         steps.append(ClusterContrastErasing(p=cfg.erasing_p, value=cfg.mean))
     return T.Compose(steps)
@@ -76,8 +116,4 @@ def build_train_transform(cfg: InputConfig) -> T.Compose:
 
 def build_test_transform(cfg: InputConfig) -> T.Compose:
     """Deterministic test/feature-extraction transform: resize bicubic, to tensor, normalise."""
-    return T.Compose([
-        T.Resize((cfg.height, cfg.width), interpolation=InterpolationMode.BICUBIC),
-        T.ToTensor(),
-        T.Normalize(mean=list(cfg.mean), std=list(cfg.std)),
-    ])
+    return T.Compose([ResizeToTensor((cfg.height, cfg.width)), *_to_normalised_float(cfg)])

@@ -115,10 +115,74 @@ def test_image_cache_decodes_each_file_once_and_returns_the_same_pixels(tmp_path
     from hcm.data.images import ImageCache
 
     path = tmp_path / "a.png"
-    Image.fromarray(np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3)).save(path)
+    pixels = np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3)
+    Image.fromarray(pixels).save(path)
     cache = ImageCache()
-    first = np.asarray(cache.load(str(path)))
+    first = cache.load(str(path))
     path.unlink()  # a second load must not touch the file
-    second = np.asarray(cache.load(str(path)))
+    second = cache.load(str(path))
     assert len(cache) == 1
-    np.testing.assert_array_equal(first, second)
+    assert first.dtype == torch.uint8 and first.shape == (3, 4, 3)
+    np.testing.assert_array_equal(first.permute(1, 2, 0).numpy(), pixels)
+    assert torch.equal(first, second)
+
+
+def _all_pil_reference(cfg: InputConfig, train: bool):
+    """The pipeline as torchvision documents it, every geometric step on the PIL image:
+    the slow, obviously-correct reference for the tensor path of hcm.data.transforms."""
+    from torchvision import transforms as T
+    from torchvision.transforms import InterpolationMode
+
+    size = (cfg.height, cfg.width)
+    steps: list = [T.Resize(size, interpolation=InterpolationMode.BICUBIC)]
+    if train:
+        steps += [T.RandomHorizontalFlip(p=cfg.flip_p), T.Pad(cfg.pad), T.RandomCrop(size)]
+    steps += [T.ToTensor(), T.Normalize(mean=list(cfg.mean), std=list(cfg.std))]
+    if train:
+        steps.append(ClusterContrastErasing(p=cfg.erasing_p, value=cfg.mean))
+    return T.Compose(steps)
+
+
+@pytest.mark.parametrize("source_size", [(16, 32), (24, 40)])  # (width, height): as is, and resized
+def test_tensor_path_is_bitwise_the_all_pil_pipeline(tmp_path: Path, source_size) -> None:
+    """Flip/pad/crop on the uint8 tensor, from a file or from the cache, give exactly the
+    tensor of the all-PIL pipeline under the same seed (same draws in the same order)."""
+    from hcm.data.images import ImageCache
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "a.png"
+    Image.fromarray(rng.integers(0, 256, size=(source_size[1], source_size[0], 3), dtype=np.uint8)).save(path)
+    cached = ImageDataset([str(path)], build_train_transform(CFG), ImageCache())
+    uncached = ImageDataset([str(path)], build_train_transform(CFG))
+    reference = ImageDataset([str(path)], _all_pil_reference(CFG, train=True))
+    erased = 0
+    for seed in range(40):
+        want = reference[(0, seed)][0]
+        assert torch.equal(uncached[(0, seed)][0], want), seed
+        assert torch.equal(cached[(0, seed)][0], want), seed
+        erased += bool((want == torch.tensor(CFG.mean)[:, None, None]).all(0).any())
+    assert erased >= 10  # the seeds exercise erasing (p=0.5), so the comparison covers it
+    test_ref = _all_pil_reference(CFG, train=False)(Image.open(path).convert("RGB"))
+    assert torch.equal(build_test_transform(CFG)(Image.open(path).convert("RGB")), test_ref)
+    assert torch.equal(build_test_transform(CFG)(ImageCache().load(str(path))), test_ref)
+
+
+def test_cached_tensor_is_not_modified_by_the_transforms(tmp_path: Path) -> None:
+    from hcm.data.images import ImageCache
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (16, 32), (10, 200, 30)).save(path)
+    cache = ImageCache()
+    before = cache.load(str(path)).clone()
+    ds = ImageDataset([str(path)], build_train_transform(InputConfig(height=32, width=16, pad=2, erasing_p=1.0)),
+                      cache)
+    for seed in range(10):
+        ds[(0, seed)]
+    assert torch.equal(cache.load(str(path)), before)
+
+
+def test_resize_to_tensor_refuses_a_float_tensor() -> None:
+    from hcm.data.transforms import ResizeToTensor
+
+    with pytest.raises(TypeError, match="uint8"):
+        ResizeToTensor((32, 16))(torch.zeros(3, 32, 16))
