@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hcm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hcm.config import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,9 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hcm.config import load_train_config
-    from hcm.engine.evaluation import evaluate_checkpoint
-    from hcm.report.figures import plot_cmc
-    from hcm.utils.io import atomic_write_json
 
     run_dir: Path | None = args.run
     config = args.config or (run_dir / "config.yaml" if run_dir else None)
@@ -43,7 +44,22 @@ def run(args: argparse.Namespace) -> int:
     if config is None or checkpoint is None or out is None:
         raise ConfigError("give --run RUN_DIR, or all of --config, --checkpoint and --out")
     cfg = load_train_config(config, args.overrides)
-    metrics = evaluate_checkpoint(cfg, checkpoint, rerank=args.rerank, flip=args.flip)
+    score(cfg, checkpoint, out, plot, run_dir=run_dir, rerank=args.rerank, flip=args.flip)
+    return 0
+
+
+def score(cfg: TrainConfig, checkpoint: Path, out: Path, plot: Path | None, *, run_dir: Path | None = None,
+          rerank: bool | None = None, flip: bool | None = None) -> dict[str, Any]:
+    """Score ``checkpoint`` on the test split, write ``out`` (atomically) and the CMC ``plot``.
+
+    What ``hcm evaluate`` does, and what ``hcm train --evaluate`` does in the training
+    process once the run has finished. ``run_dir`` adds the run's training wall time.
+    """
+    from hcm.engine.evaluation import evaluate_checkpoint
+    from hcm.report.figures import plot_cmc
+    from hcm.utils.io import atomic_write_json
+
+    metrics = evaluate_checkpoint(cfg, checkpoint, rerank=rerank, flip=flip)
     if run_dir is not None and (run_dir / "train_summary.json").is_file():
         summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
         metrics["train_wall_time_s"] = summary.get("wall_time_s")
@@ -53,4 +69,4 @@ def run(args: argparse.Namespace) -> int:
                  title=f"{cfg.dataset.name}: CMC")
     print(f"{cfg.dataset.name} {cfg.variant} seed {cfg.seed}: mAP {100 * metrics['mAP']:.1f}%, "
           f"rank-1 {100 * metrics['rank1']:.1f}%, mINP {100 * metrics['mINP']:.1f}% -> {out}")
-    return 0
+    return metrics

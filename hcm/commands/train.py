@@ -11,8 +11,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one run (any variant) into a run directory",
                        description="Train one run. Writes OUT_DIR/config.yaml (resolved config), epochs.csv, "
                                    "checkpoints/last.pt (every epoch), model.pt (the reported checkpoint) "
-                                   "and train_summary.json.")
+                                   "and train_summary.json; with --evaluate also metrics.json and cmc.png.")
     add_config_args(p)
+    p.add_argument("--evaluate", action="store_true",
+                   help="then score model.pt on the test split in this process, writing OUT_DIR/metrics.json "
+                        "and OUT_DIR/cmc.png exactly as `hcm evaluate --run OUT_DIR` does (saves a second "
+                        "process start: the workflow's train jobs use it)")
     p.set_defaults(func=run)
 
 
@@ -25,4 +29,9 @@ def run(args: argparse.Namespace) -> int:
     summary = train(cfg, args.out_dir, resume=args.resume, progress=not args.no_progress)
     print(f"{args.out_dir}: {summary['selection']} checkpoint of epoch {summary['selected_epoch']} "
           f"({summary['wall_time_s']:.0f} s)")
+    if args.evaluate:
+        from hcm.commands.evaluate import score
+
+        score(cfg, args.out_dir / "model.pt", args.out_dir / "metrics.json", args.out_dir / "cmc.png",
+              run_dir=args.out_dir)
     return 0

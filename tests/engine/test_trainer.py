@@ -87,6 +87,38 @@ def test_two_epoch_run_writes_every_file_and_evaluates(data_index: Path, tmp_pat
     assert (run / "cmc.png").stat().st_size > 0
 
 
+def test_train_evaluate_flag_writes_what_hcm_evaluate_writes(data_index: Path, tmp_path: Path) -> None:
+    """`hcm train --evaluate` scores model.pt in the training process: same metrics.json as a
+    separate `hcm evaluate --run` (all but the timing), and the CMC plot."""
+    cfg = make_cfg(data_index, optim__epochs=1, eval__every=0)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(recipe), "--out-dir", str(run), "--no-progress", "--evaluate"]) == 0
+    in_train = json.loads((run / "metrics.json").read_text())
+    assert (run / "cmc.png").stat().st_size > 0
+    assert main(["evaluate", "--run", str(run), "--out", str(tmp_path / "again.json"),
+                 "--plot", str(tmp_path / "again.png")]) == 0
+    separate = json.loads((tmp_path / "again.json").read_text())
+    assert in_train["train_wall_time_s"] is not None and in_train["checkpoint"]["epoch"] == 1
+    for timing in ("eval_time_s",):
+        in_train.pop(timing), separate.pop(timing)
+    assert in_train == separate
+    # what Snakemake does when only metrics.json went missing: it deletes the job's other outputs
+    # and runs the job again; the run resumes from checkpoints/last.pt (finished), only evaluates
+    epochs, last = (run / "epochs.csv").read_text(), (run / "checkpoints" / "last.pt").stat().st_mtime_ns
+    for name in ("metrics.json", "cmc.png", "model.pt", "train_summary.json", "epochs.csv"):
+        (run / name).unlink()
+    assert main(["train", "--config", str(recipe), "--out-dir", str(run), "--no-progress", "--resume",
+                 "--evaluate"]) == 0
+    again = json.loads((run / "metrics.json").read_text())
+    assert (run / "checkpoints" / "last.pt").stat().st_mtime_ns == last  # no epoch trained again
+    assert (run / "epochs.csv").read_text() == epochs
+    for timing in ("eval_time_s", "train_wall_time_s"):
+        again.pop(timing), in_train.pop(timing, None)
+    assert again == in_train
+
+
 @pytest.mark.parametrize("variant, has_id, has_img, dynamic", [
     ("baseline", True, False, False),
     ("identity_only", True, False, True),

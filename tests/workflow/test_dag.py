@@ -36,18 +36,20 @@ def test_synthetic_suite_is_the_default(tmp_path: Path, recipes: Path) -> None:
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     n = 4 * 7 * 2  # datasets x (5 variants + 2 reference rows) x seeds
-    assert job_counts(out) == {"prepare": 5, "pretrain": 1, "train": n, "evaluate": n, "aggregate": 1,
-                               "report": 1, "mlflow_init": 1, "track": 1, "all": 1}
+    assert job_counts(out) == {"prepare": 5, "pretrain": 1, "train": n, "aggregate": 1, "report": 1,
+                               "mlflow_init": 1, "track": 1, "all": 1}
     cmds = shell_commands(out)
     train = next(c for c in cmds if "hcm train" in c and "runs/synth-duke/no_dynamic/seed1 " in c)
     for part in ["--config", "synth-small.yaml", "--resume", "--set seed=1", "--set variant=no_dynamic",
                  "--set dataset.name=synth-duke", "--set dataset.root=results/synthetic/data/synth-duke",
                  "--set dataset.index=results/synthetic/data/synth-duke/index.csv",
                  "--set model.weights=results/synthetic/pretrain/synth-pretrain/checkpoint.pt",
-                 "--set runtime.device=auto", "--set runtime.threads=1"]:
+                 "--set runtime.device=auto", "--set runtime.threads=1", "--evaluate"]:
         assert part in train, (part, train)
     assert any(c.startswith("hcm prepare synth-pretrain --root results/synthetic/data/synth-pretrain") for c in cmds)
-    assert any(c.startswith("hcm evaluate --run results/synthetic/runs/synth-market/untrained/seed0") for c in cmds)
+    assert any(c.startswith("hcm train") and "--out-dir results/synthetic/runs/synth-market/untrained/seed0 " in c
+               and "--evaluate" in c for c in cmds)
+    assert not any(c.startswith("hcm evaluate") for c in cmds)  # scored in the train jobs
     report = next(c for c in cmds if c.startswith("hcm report build"))
     assert "--readme reports/README.md" in report and "--suite synthetic" in report
     track = next(c for c in cmds if c.startswith("hcm track log"))
@@ -58,7 +60,7 @@ def test_smoke_suite_reports_elsewhere(tmp_path: Path, recipes: Path) -> None:
     res = snakemake(tmp_path, "-n", "--printshellcmds", config={"suite": "smoke", "recipes_dir": recipes})
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    assert job_counts(out) == {"prepare": 2, "pretrain": 1, "train": 6, "evaluate": 6, "aggregate": 1,
+    assert job_counts(out) == {"prepare": 2, "pretrain": 1, "train": 6, "aggregate": 1,
                                "report": 1, "mlflow_init": 1, "track": 1, "all": 1}
     assert any("--readme reports/smoke/README.md" in c for c in shell_commands(out))
 
@@ -73,7 +75,7 @@ def test_paper_suite_on_fake_dataset_trees(tmp_path: Path, recipes: Path) -> Non
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     n = 4 * 7 * 3
-    assert job_counts(out) == {"prepare": 4, "train": n, "evaluate": n, "aggregate": 1, "report": 1,
+    assert job_counts(out) == {"prepare": 4, "train": n, "aggregate": 1, "report": 1,
                                "mlflow_init": 1, "track": 1, "all": 1}  # no pretraining: ImageNet weights
     cmds = shell_commands(out)
     assert any(c.startswith(f"hcm prepare msmt17 --root {data} --out results/paper/data/msmt17/index.csv")
@@ -102,7 +104,7 @@ def test_sweep_target(tmp_path: Path, recipes: Path) -> None:
     out = res.stdout + res.stderr
     sweep = workflow_config()["suites"]["synthetic"]["sweep"]
     n = sum(len(v) for v in sweep["knobs"].values()) * len(sweep["seeds"])
-    assert job_counts(out) == {"prepare": 2, "pretrain": 1, "train_sweep": n, "evaluate_sweep": n,
+    assert job_counts(out) == {"prepare": 2, "pretrain": 1, "train_sweep": n,
                                "sweep_report": 1, "mlflow_init": 1, "track_sweep": 1, "sweep": 1}
     cmds = shell_commands(out)
     run = next(c for c in cmds if "hcm train" in c and "sweep/synth-market/loss.gamma=4/seed1 " in c)

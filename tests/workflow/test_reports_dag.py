@@ -1,6 +1,6 @@
 """The workflow's collecting end, executed for real: aggregate -> report, MLflow init -> track.
 
-The run directories are test data written the way `hcm train` + `hcm evaluate` write them
+The run directories are test data written the way `hcm train --evaluate` writes them
 (tests/report/runfactory.py), with file times in pipeline order, so Snakemake runs only the
 rules after evaluation. Checks the reports, the MLflow runs (through mlflow.search_runs),
 that a second invocation does nothing, that deleting one run re-runs only what depends on
@@ -95,7 +95,7 @@ def test_deleting_one_run_reruns_only_what_depends_on_it(finished, tmp_path: Pat
     res = snakemake(copy, "-n", "--printshellcmds", config=config)
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    assert job_counts(out) == {"train": 1, "evaluate": 1, "aggregate": 1, "report": 1, "track": 1, "all": 1}
+    assert job_counts(out) == {"train": 1, "aggregate": 1, "report": 1, "track": 1, "all": 1}
     assert "--out-dir results/smoke/runs/synth-market/baseline/seed1 " in out
 
 

@@ -1,6 +1,6 @@
 # Sensitivity sweep (target `sweep`, not part of the default run): on the suite's sweep
 # dataset, one knob varied at a time (all others at the recipe's values), every value x
-# seed trained and evaluated like a main run; one figure per knob under reports/.../sweep/.
+# seed trained and evaluated (in the train job) like a main run; one figure per knob under reports/.../sweep/.
 
 
 use rule train as train_sweep with:
@@ -10,23 +10,13 @@ use rule train as train_sweep with:
         summary=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/train_summary.json",
         model=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/model.pt",
         epochs=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/epochs.csv",
+        metrics=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/metrics.json",
+        plot=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/cmc.png",
     log:
         f"{RES}/logs/sweep/train/{{dataset}}/{{knob}}={{value}}/seed{{seed}}.log",
     params:
         out_dir=lambda w, output: os.path.dirname(output.summary),
         sets=lambda w: train_sets(w.dataset, SWEEP.get("variant", "hcm"), w.seed, sweep_extra(w)),
-
-
-use rule evaluate as evaluate_sweep with:
-    input:
-        summary=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/train_summary.json",
-        model=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/model.pt",
-        index=lambda w: index_path(w.dataset),
-    output:
-        metrics=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/metrics.json",
-        plot=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/cmc.png",
-    log:
-        f"{RES}/logs/sweep/evaluate/{{dataset}}/{{knob}}={{value}}/seed{{seed}}.log",
 
 
 rule sweep_report:
