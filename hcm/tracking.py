@@ -14,7 +14,8 @@ concurrent writers). The layout in MLflow:
   rank1, rank5, rank10`` (fractions, as in ``metrics.json``); the CMC curve as metric
   ``cmc`` with ``step = rank``; training and evaluation times;
 - artifacts: ``config.yaml``, ``metrics.json``, ``epochs.csv``, ``train_summary.json``,
-  ``cmc.png``, ``train.log`` when present, and ``curves.png`` (drawn here).
+  ``cmc.png``, ``train.log`` when present, and ``curves.png`` (written by ``hcm train``; drawn
+  here for a run directory that lacks it).
 
 Logging is idempotent: a run directory is hashed (:func:`content_hash`); when the store
 already holds a finished run with the same key and hash nothing is logged; when the
@@ -56,6 +57,7 @@ HASH_TAG = "hcm.content_hash"
 HASHED_FILES: tuple[str, ...] = ("config.yaml", "metrics.json", "epochs.csv", "train_summary.json")
 ARTIFACT_FILES: tuple[str, ...] = ("config.yaml", "metrics.json", "epochs.csv", "train_summary.json",
                                    "cmc.png", "train.log")
+CURVES_FILE = "curves.png"
 FINAL_METRICS: tuple[str, ...] = ("mAP", "mINP", "rank1", "rank5", "rank10")
 EXTRA_METRICS: tuple[str, ...] = ("train_wall_time_s", "eval_time_s", "num_valid_queries", "num_queries",
                                   "num_gallery")
@@ -279,18 +281,18 @@ def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: s
 
 
 def _log_curves_plot(client: Any, run_id: str, run_dir: Path, title: str) -> None:
-    from hcm.report.aggregate import read_epochs
-
-    epochs = read_epochs(run_dir / "epochs.csv")
-    if epochs.empty:
+    """Log ``RUN/curves.png`` (written by ``hcm train``); draw it for run directories without one."""
+    if (run_dir / CURVES_FILE).is_file():
+        client.log_artifact(run_id, str(run_dir / CURVES_FILE))
         return
-    from hcm.report.figures import plot_training_curves
+    from hcm.report.figures import plot_run_curves
 
     metrics = _read_json(run_dir / "metrics.json")
-    curves = epochs.assign(variant=str(metrics.get("variant", "run")), seed=int(metrics.get("seed", 0)))
     with tempfile.TemporaryDirectory() as tmp:
-        path = plot_training_curves(curves, Path(tmp) / "curves.png", title=f"{title}: training curves")
-        client.log_artifact(run_id, str(path))
+        path = plot_run_curves(run_dir, Path(tmp) / CURVES_FILE, variant=str(metrics.get("variant", "run")),
+                               seed=int(metrics.get("seed", 0)), title=title)
+        if path is not None:
+            client.log_artifact(run_id, str(path))
 
 
 def run_key_for(run_dir: str | Path, base: str | Path) -> str:

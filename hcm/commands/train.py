@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one run (any variant) into a run directory",
                        description="Train one run. Writes OUT_DIR/config.yaml (resolved config), epochs.csv, "
                                    "checkpoints/last.pt (every epoch), model.pt (the reported checkpoint) "
-                                   "and train_summary.json; with --evaluate also metrics.json and cmc.png.")
+                                   "train_summary.json and curves.png (training curves, when epochs were trained); "
+                                   "with --evaluate also metrics.json and cmc.png.")
     add_config_args(p)
     p.add_argument("--evaluate", action="store_true",
                    help="then score model.pt on the test split in this process, writing OUT_DIR/metrics.json "
@@ -29,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     summary = train(cfg, args.out_dir, resume=args.resume, progress=not args.no_progress)
     print(f"{args.out_dir}: {summary['selection']} checkpoint of epoch {summary['selected_epoch']} "
           f"({summary['wall_time_s']:.0f} s)")
+    from hcm.report.figures import plot_run_curves
+
+    plot_run_curves(args.out_dir, args.out_dir / "curves.png", variant=cfg.variant, seed=cfg.seed,
+                    title=f"{cfg.dataset.name}/{cfg.variant}/seed{cfg.seed}")
     if args.evaluate:
         from hcm.commands.evaluate import score
 

@@ -246,6 +246,21 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, *, title: str |
     return save_figure(training_figure(curves, title=title, panels=panels), path)
 
 
+def plot_run_curves(run_dir: str | Path, path: str | Path, *, variant: str, seed: int,
+                    title: str) -> Path | None:
+    """One run's training curves (``run_dir/epochs.csv``) saved to ``path``; None without epochs.
+
+    Written by ``hcm train`` as ``RUN/curves.png`` and logged to MLflow with the run.
+    """
+    from hcm.report.aggregate import read_epochs
+
+    epochs = read_epochs(Path(run_dir) / "epochs.csv")
+    if epochs.empty:
+        return None
+    return plot_training_curves(epochs.assign(variant=variant, seed=seed), path,
+                                title=f"{title}: training curves")
+
+
 def training_figure(curves: pd.DataFrame, *, title: str | None = None,
                     panels: Sequence[tuple[str, str, float]] = CURVE_PANELS) -> Figure:
     """Per-epoch losses, cluster count, pseudo-label ARI and test mAP; one line per variant.

@@ -96,7 +96,7 @@ def test_train_evaluate_flag_writes_what_hcm_evaluate_writes(data_index: Path, t
     run = tmp_path / "run"
     assert main(["train", "--config", str(recipe), "--out-dir", str(run), "--no-progress", "--evaluate"]) == 0
     in_train = json.loads((run / "metrics.json").read_text())
-    assert (run / "cmc.png").stat().st_size > 0
+    assert (run / "cmc.png").stat().st_size > 0 and (run / "curves.png").read_bytes().startswith(b"\x89PNG")
     assert main(["evaluate", "--run", str(run), "--out", str(tmp_path / "again.json"),
                  "--plot", str(tmp_path / "again.png")]) == 0
     separate = json.loads((tmp_path / "again.json").read_text())

@@ -43,6 +43,25 @@ def test_content_hash_follows_file_content(tmp_path: Path) -> None:
     assert content_hash(run) != h
 
 
+def test_the_run_s_own_curves_plot_is_logged(tmp_path: Path) -> None:
+    """A run directory with curves.png (written by `hcm train`) has that file logged as is;
+    one without it gets a plot drawn from its epochs.csv (the other test)."""
+    from mlflow import MlflowClient
+
+    from hcm.report.figures import plot_run_curves
+
+    base = tmp_path / "results" / "smoke"
+    run = base / "runs" / "synth-market" / "hcm" / "seed0"
+    write_run(run, "synth-market", "hcm", 0, n_epochs=2)
+    assert plot_run_curves(run, run / "curves.png", variant="hcm", seed=0, title="t") == run / "curves.png"
+    written = (run / "curves.png").read_bytes()
+    assert written.startswith(b"\x89PNG")
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    (logged,) = log_runs(uri, "smoke", [run], base=base, artifact_root=tmp_path / "art")
+    local = MlflowClient(uri).download_artifacts(logged.run_id, "curves.png", str(tmp_path))
+    assert Path(local).read_bytes() == written
+
+
 def test_log_runs_params_metrics_artifacts_and_idempotence(tmp_path: Path) -> None:
     import mlflow
     from mlflow import MlflowClient
