@@ -36,7 +36,7 @@ def test_synthetic_suite_is_the_default(tmp_path: Path, recipes: Path) -> None:
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     n = 4 * 7 * 2  # datasets x (5 variants + 2 reference rows) x seeds
-    assert job_counts(out) == {"prepare": 4, "prepare_source": 1, "pretrain": 1, "train": n, "aggregate": 1, "report": 1,
+    assert job_counts(out) == {"prepare": 5, "pretrain": 1, "train": n, "aggregate": 1, "report": 1,
                                "mlflow_init": 1, "track": 1, "all": 1}
     cmds = shell_commands(out)
     train = next(c for c in cmds if "hcm train" in c and "runs/synth-duke/no_dynamic/seed1 " in c)
@@ -47,8 +47,6 @@ def test_synthetic_suite_is_the_default(tmp_path: Path, recipes: Path) -> None:
                  "--set runtime.device=auto", "--set runtime.threads=1", "--evaluate"]:
         assert part in train, (part, train)
     assert any(c.startswith("hcm prepare synth-pretrain --root results/synthetic/data/synth-pretrain") for c in cmds)
-    assert any(c.startswith("hcm prepare synth-veri --root results/synthetic/data/synth-veri") for c in cmds)
-    assert "priority: 10" in out.split("rule prepare_source:", 1)[1].split("rule ", 1)[0]  # source first
     assert any(c.startswith("hcm train") and "--out-dir results/synthetic/runs/synth-market/untrained/seed0 " in c
                and "--evaluate" in c for c in cmds)
     assert not any(c.startswith("hcm evaluate") for c in cmds)  # scored in the train jobs
@@ -62,7 +60,7 @@ def test_smoke_suite_reports_elsewhere(tmp_path: Path, recipes: Path) -> None:
     res = snakemake(tmp_path, "-n", "--printshellcmds", config={"suite": "smoke", "recipes_dir": recipes})
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    assert job_counts(out) == {"prepare": 1, "prepare_source": 1, "pretrain": 1, "train": 6, "aggregate": 1,
+    assert job_counts(out) == {"prepare": 2, "pretrain": 1, "train": 6, "aggregate": 1,
                                "report": 1, "mlflow_init": 1, "track": 1, "all": 1}
     assert any("--readme reports/smoke/README.md" in c for c in shell_commands(out))
 
@@ -106,7 +104,7 @@ def test_sweep_target(tmp_path: Path, recipes: Path) -> None:
     out = res.stdout + res.stderr
     sweep = workflow_config()["suites"]["synthetic"]["sweep"]
     n = sum(len(v) for v in sweep["knobs"].values()) * len(sweep["seeds"])
-    assert job_counts(out) == {"prepare": 1, "prepare_source": 1, "pretrain": 1, "train_sweep": n,
+    assert job_counts(out) == {"prepare": 2, "pretrain": 1, "train_sweep": n,
                                "sweep_report": 1, "mlflow_init": 1, "track_sweep": 1, "sweep": 1}
     cmds = shell_commands(out)
     run = next(c for c in cmds if "hcm train" in c and "sweep/synth-market/loss.gamma=4/seed1 " in c)
