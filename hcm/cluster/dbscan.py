@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import DBSCAN
 
 from hcm.cluster.jaccard import jaccard_distance
 from hcm.cluster.labels import canonical_labels
@@ -37,6 +36,9 @@ def pseudo_labels(features: Any, eps: float = 0.6, min_samples: int = 4, k1: int
     timer = StageTimer()
     dist = jaccard_distance(features, k1=k1, k2=k2, cutoff=eps, threads=threads,
                             use_gpu=use_gpu, timer=timer, progress=progress)
+    # imported here: sklearn costs ~2 s to import, which runs that never cluster need not pay
+    from sklearn.cluster import DBSCAN
+
     with timer.stage("dbscan"):
         raw = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(dist)
         labels = canonical_labels(raw)

@@ -23,8 +23,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-from sklearn.metrics.cluster import contingency_matrix
 
 from hcm.errors import HCMError
 
@@ -49,6 +47,10 @@ def outliers_as_singletons(labels: np.ndarray) -> np.ndarray:
 
 def label_agreement(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """ARI, NMI, pairwise precision/recall/F, cluster and outlier counts (module docstring)."""
+    # imported here: sklearn costs ~2 s to import, which runs that never cluster need not pay
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from sklearn.metrics.cluster import contingency_matrix
+
     pred = np.asarray(pred).ravel()
     true = np.asarray(true).ravel()
     if pred.shape != true.shape:
