@@ -206,7 +206,7 @@ def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "
                         ax=ax, legend=ax is axes[0], saturation=1.0)
             sns.stripplot(data=data, x="Dataset", y=metric, hue="Variant", order=order, hue_order=hue_order,
                           dodge=True, palette=["#222222"] * len(hue_order), size=3.5, alpha=0.8,
-                          jitter=0.05, ax=ax, legend=False)
+                          jitter=False, ax=ax, legend=False)  # no jitter: it draws from numpy's global RNG
             ref_handles = _reference_lines(ax, results, datasets, metric)
             ax.set_ylabel(names.get(metric, metric))
             ax.set_xlabel("")
