@@ -35,7 +35,8 @@ def extract_features(
     ``model(x)`` maps a batch (B, C, H, W) to embeddings (B, d). The model runs in eval
     mode under ``torch.inference_mode()`` and its training mode is restored afterwards.
     ``flip=True`` returns ``normalize(f(x) + f(hflip(x)))``. ``amp`` enables autocast on
-    CUDA only (it is ignored on the CPU). ``transform`` turns a PIL image into a tensor.
+    CUDA only (it is ignored on the CPU). ``transform`` turns a PIL image (or a cached uint8
+    tensor, see :class:`hcm.data.images.ImageCache`) into a float tensor.
     ``cache`` (an :class:`hcm.data.images.ImageCache`) keeps decoded images for later calls.
     """
     if batch_size < 1:
