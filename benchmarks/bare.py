@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: best-of timing and the bare model workloads.
+"""Shared pieces of the benchmarks: their common options, best-of timing and the bare model workloads.
 
 The "bare" workloads run a model on tensors already in memory (no loader, no losses,
 no memory updates): the reference the benchmarks measure the real code path against
@@ -7,11 +7,34 @@ no memory updates): the reference the benchmarks measure the real code path agai
 
 from __future__ import annotations
 
+import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from hcm.config import TrainConfig, load_train_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def add_recipe_args(ap: argparse.ArgumentParser, *, iters: int, iters_help: str) -> None:
+    """The options every benchmark takes: --recipe, --iters, --repeats, --threads, --device."""
+    ap.add_argument("--recipe", default=str(REPO / "workflow/recipes/synth-small.yaml"))
+    ap.add_argument("--iters", type=int, default=iters, help=iters_help)
+    ap.add_argument("--repeats", type=int, default=3, help="measurements (the best is reported)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+
+
+def load_recipe(args: argparse.Namespace, extra: Sequence[str] = ()) -> TrainConfig:
+    """The recipe with the benchmark's device and threads, randomly initialised weights, then ``extra``."""
+    return load_train_config(args.recipe, [
+        f"runtime.device={args.device}", "model.weights=none",
+        *([f"runtime.threads={args.threads}"] if args.threads else []), *extra,
+    ])
 
 
 def sync(device: torch.device) -> None:

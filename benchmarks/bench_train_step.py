@@ -26,9 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bare import bare_inference, bare_train_steps, best_of, sync  # noqa: E402
+from bare import add_recipe_args, bare_inference, bare_train_steps, best_of, load_recipe, sync  # noqa: E402
 
-from hcm.config import load_train_config  # noqa: E402
 from hcm.data import load_dataset  # noqa: E402
 from hcm.data.transforms import build_test_transform  # noqa: E402
 from hcm.engine.setup import DataSplits, setup_runtime  # noqa: E402
@@ -36,27 +35,18 @@ from hcm.engine.trainer import Trainer  # noqa: E402
 from hcm.eval import extract_features  # noqa: E402
 from hcm.models import build_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default=str(REPO / "workflow/recipes/synth-small.yaml"))
-    ap.add_argument("--iters", type=int, default=10, help="optimiser steps per measurement")
-    ap.add_argument("--repeats", type=int, default=3, help="measurements (the best is reported)")
+    add_recipe_args(ap, iters=10, iters_help="optimiser steps per measurement")
     ap.add_argument("--train-ids", type=int, default=60, help="identities of the generated synth-market")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--device", default="auto")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a recipe value, e.g. --set model.arch=resnet50")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {"train_ids": args.train_ids, "test_ids": 10}
-        cfg = load_train_config(args.recipe, [
-            f"optim.iters={args.iters}", f"runtime.device={args.device}", "model.weights=none",
-            *([f"runtime.threads={args.threads}"] if args.threads else []), *args.overrides,
-        ])
+        cfg = load_recipe(args, [f"optim.iters={args.iters}", *args.overrides])
         runtime = setup_runtime(cfg.runtime)
         ds = load_dataset("synth-market", tmp, synth_overrides=overrides)
         splits = DataSplits(ds, ds.train, ds.query, ds.gallery)

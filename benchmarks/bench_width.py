@@ -23,30 +23,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bare import bare_inference, bare_train_steps, best_of  # noqa: E402
+from bare import add_recipe_args, bare_inference, bare_train_steps, best_of, load_recipe  # noqa: E402
 
-from hcm.config import load_train_config  # noqa: E402
 from hcm.engine.setup import setup_runtime  # noqa: E402
 from hcm.models import build_model  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default=str(REPO / "workflow/recipes/synth-small.yaml"))
+    add_recipe_args(ap, iters=5, iters_help="training steps per measurement")
     ap.add_argument("--widths", type=int, nargs="+", default=[64, 32, 16])
-    ap.add_argument("--iters", type=int, default=5, help="training steps per measurement")
     ap.add_argument("--images", type=int, default=512, help="images per inference measurement")
-    ap.add_argument("--repeats", type=int, default=3, help="measurements (the best is reported)")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--device", default="auto")
     args = ap.parse_args()
 
-    cfg = load_train_config(args.recipe, [
-        f"runtime.device={args.device}", "model.weights=none",
-        *([f"runtime.threads={args.threads}"] if args.threads else []),
-    ])
+    cfg = load_recipe(args)
     runtime = setup_runtime(cfg.runtime)
     b, h, w = cfg.sampler.batch_size, cfg.input.height, cfg.input.width
     gen = torch.Generator().manual_seed(0)
