@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.out_dir}: {summary['selection']} checkpoint of epoch {summary['selected_epoch']} "
           f"({summary['wall_time_s']:.0f} s)")
     from hcm.report.figures import plot_run_curves
+    from hcm.tracking import CURVES_FILE  # the file hcm track logs
 
-    plot_run_curves(args.out_dir, args.out_dir / "curves.png", variant=cfg.variant, seed=cfg.seed,
+    plot_run_curves(args.out_dir, args.out_dir / CURVES_FILE, variant=cfg.variant, seed=cfg.seed,
                     title=f"{cfg.dataset.name}/{cfg.variant}/seed{cfg.seed}")
     if args.evaluate:
         from hcm.commands.evaluate import score

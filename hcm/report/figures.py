@@ -137,8 +137,6 @@ def plot_cmc_dataset(cmc: pd.DataFrame, dataset: str, path: str | Path, *, max_r
 # ------------------------------------------------------------------ ablation
 
 
-
-
 def plot_ablation(results: pd.DataFrame, path: str | Path, *, metrics: Sequence[str] = ("mAP", "rank1"),
                   variants: Sequence[str] = ABLATION_VARIANTS) -> Path:
     """Draw :func:`ablation_figure` and save it to ``path``."""
