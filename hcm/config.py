@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hcm.errors import ConfigError
 
@@ -141,6 +141,14 @@ class RuntimeConfig(_Section):
     threads: int | None = Field(None, gt=0, description="torch intra-op threads (None = torch default)")
     checkpoint_every: int = Field(1, gt=0)
     deterministic: bool = Field(True, description="ask torch for deterministic algorithms")
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_switch(cls, value: Any) -> Any:
+        """YAML reads a bare ``on``/``off`` (in a file or ``--set runtime.amp=off``) as a boolean."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
 
 VariantName = Literal[
