@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from hcm.data.dataset import ReIDDataset
 from hcm.utils.device import amp_enabled, resolve_device
 
 log = logging.getLogger(__name__)
+
+#: the cuBLAS workspace setting torch's reproducibility notes give for deterministic CUDA matmuls
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,11 @@ def setup_runtime(cfg: RuntimeConfig) -> Runtime:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     if cfg.deterministic:
+        if device.type == "cuda":
+            # cuBLAS is deterministic only with a fixed workspace, which it reads from the
+            # environment when its first handle is created (torch: "Reproducibility");
+            # a value the user set is kept
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         # warn_only: some CUDA kernels (e.g. index_add) have no deterministic version
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
