@@ -58,7 +58,9 @@ class Pretrainer(EpochLoop):
             num_workers=cfg.runtime.workers, pin_memory=device.type == "cuda",
         )
         labels_t = torch.tensor(labels, dtype=torch.long, device=device)
-        sums = {"loss": 0.0, "loss_ce": 0.0, "loss_tri": 0.0, "acc": 0.0}
+        names = ("loss", "loss_ce", "loss_tri", "acc")
+        # summed on the device, read once per epoch (a float() per iteration waits for CUDA)
+        sums = torch.zeros(len(names), dtype=torch.float64, device=device)
         ctx.model.train()
         bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}", disable=not self.progress, leave=False)
         for it, (images, indices) in enumerate(bar):
@@ -78,13 +80,12 @@ class Pretrainer(EpochLoop):
             ctx.scaler.scale(loss).backward()
             ctx.scaler.step(ctx.optimizer)
             ctx.scaler.update()
-            sums["loss"] += float(loss)
-            sums["loss_ce"] += float(loss_ce)
-            sums["loss_tri"] += float(loss_tri)
-            sums["acc"] += float((logits.argmax(1) == targets).float().mean())
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            acc = (logits.argmax(1) == targets).float().mean()
+            sums += torch.stack([loss, loss_ce, loss_tri, acc]).detach().double()
+            if self.progress:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
         ctx.scheduler.step()
-        row.update({k: v / cfg.optim.iters for k, v in sums.items()})
+        row.update({k: v / cfg.optim.iters for k, v in zip(names, sums.tolist(), strict=True)})
         row["train_time_s"] = time.perf_counter() - t0
         log.info("pretrain epoch %d: %s", epoch + 1, format_row(row))
         return row
