@@ -16,11 +16,12 @@ the workflow is; only the device, AMP and threads differ. Parts:
    both times and their ratio.
 2. ``untrained``: the pretrained checkpoint scored on the test split on the CPU, on CUDA in
    float32 (``runtime.amp=off``) and on CUDA with AMP.
-3. ``train``: the ``hcm`` variant, seed 0, on the CPU (one thread, as in the suite), on CUDA
-   in float32, and on CUDA with AMP twice (are two CUDA runs bit-identical?); then a CUDA
-   run killed (SIGKILL) after its first checkpoint and continued with ``--resume``, whose
-   final weights and ``epochs.csv`` must equal the uninterrupted run's.
-4. ``pretrain``: ``hcm pretrain`` with the suite's pretraining recipe (20 x 60 iterations)
+3. ``train``: the ``hcm`` variant for each of ``--seeds`` (default 0) on the CPU (one thread,
+   as in the suite), on CUDA in float32 and on CUDA with AMP (``--settings`` picks which).
+4. ``repeat``: the first seed's CUDA AMP run again (are two CUDA runs bit-identical?), then
+   once more killed (SIGKILL) after its first checkpoint and continued with ``--resume``,
+   whose final weights and ``epochs.csv`` must equal the uninterrupted run's.
+5. ``pretrain``: ``hcm pretrain`` with the suite's pretraining recipe (20 x 60 iterations)
    on CUDA with AMP, on ``synth-market``'s training labels, timed.
 
 Writes ``DIR/cuda_check.json`` (every number) and ``DIR/cuda_check.md`` (the tables), and
@@ -45,9 +46,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bare import REPO, sync  # noqa: E402
 from bench_eval import make_data  # noqa: E402
 
 from hcm.eval.distance import iter_distance_blocks  # noqa: E402
@@ -55,6 +57,7 @@ from hcm.eval.evaluate import evaluate_features  # noqa: E402
 from hcm.eval.metrics import RankAccumulator, RankResult, distance_rows  # noqa: E402
 from hcm.models import load_weights  # noqa: E402
 from hcm.report.tables import render_markdown  # noqa: E402
+from hcm.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 RECIPE = REPO / "workflow/recipes/synth-small.yaml"
 PRETRAIN_RECIPE = REPO / "workflow/recipes/synth-pretrain.yaml"
@@ -119,17 +122,13 @@ def check_metrics(cuda: torch.device | None, max_queries: int) -> dict[str, Any]
     return out
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ------------------------------------------------------------------------- hcm runs
 
 
-def data_sets(dataset_dir: Path, weights: Path) -> list[str]:
+def dataset_sets(dataset_dir: Path) -> list[str]:
+    """The --set overrides naming a prepared dataset folder (and its index) as the run's data."""
     return [f"dataset.name={dataset_dir.name}", f"dataset.root={dataset_dir}",
-            f"dataset.index={dataset_dir / 'index.csv'}", f"model.weights={weights}"]
+            f"dataset.index={dataset_dir / 'index.csv'}"]
 
 
 def hcm_command(command: str, recipe: Path, out_dir: Path, sets: list[str], *extra: str) -> list[str]:
@@ -242,8 +241,7 @@ def run_name(variant: str, setting: str, seed: int) -> str:
 
 def check_pretrain(work: Path, dataset_dir: Path) -> dict[str, Any]:
     run = work / "pretrain-cuda-amp"
-    sets = [f"dataset.name={dataset_dir.name}", f"dataset.root={dataset_dir}",
-            f"dataset.index={dataset_dir / 'index.csv'}", "runtime.device=cuda"]
+    sets = [*dataset_sets(dataset_dir), "runtime.device=cuda"]
     row = run_logged(hcm_command("pretrain", PRETRAIN_RECIPE, run, sets), run.with_suffix(".stdout.log"))
     summary = run / "summary.json"
     if summary.is_file():
@@ -262,9 +260,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# CUDA check ({report['device']}, torch {report['torch']})", ""]
     m = report.get("metrics")
     if isinstance(m, dict) and "error" not in m:
-        lines += ["## Metrics at MSMT17 scale", "", "| quantity | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in m.items()]
-        lines.append("")
+        rows = [[k, f"{v:.6g}" if isinstance(v, float) else str(v)] for k, v in m.items()]
+        lines += ["## Metrics at MSMT17 scale", "", render_markdown(["quantity", "value"], rows), ""]
     runs = report.get("runs", {})
     if isinstance(runs, dict) and runs.get("runs"):
         cols = ["run", "setting", "seed", "rc", "wall_s", "train_s", "mAP", "rank1", "mINP", "final_ari",
@@ -335,7 +332,7 @@ def main() -> None:
         print_row({"metrics": report["metrics"]})
         save(report, args.out)
     if parts & {"untrained", "train"}:
-        base = data_sets(args.dataset_dir, args.weights)
+        base = [*dataset_sets(args.dataset_dir), f"model.weights={args.weights}"]
         report["runs"] = guarded("runs", lambda: check_runs(work, base, settings, args.seeds, parts))
         save(report, args.out)
     if "pretrain" in parts and cuda:
@@ -347,10 +344,11 @@ def main() -> None:
 def save(report: dict[str, Any], out: Path) -> str:
     """Write what the report holds so far (a later part may be cut short); the Markdown text."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cuda_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_json(out / "cuda_check.json", report)
     text = markdown(report)
-    (out / "cuda_check.md").write_text(text + "\n")
+    atomic_write_text(out / "cuda_check.md", text + "\n")
     return text
+
 
 if __name__ == "__main__":
     main()
