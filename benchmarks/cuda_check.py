@@ -7,7 +7,7 @@ Needs a generated ``synth-market`` (``hcm prepare synth-market --root results/sy
 and the suite's pretrained checkpoint (``snakemake --cores all results/synthetic/pretrain/synth-pretrain/checkpoint.pt``);
 the defaults are where the default workflow puts them. Every training or evaluation is a
 fresh ``python -m hcm`` process with the workflow's recipe and overrides, as a train job of
-the workflow is; only the device, AMP and threads differ. Parts:
+the workflow is; only the device, AMP, TF32 and threads differ. Parts:
 
 1. ``metrics``: re-ID metrics at MSMT17 test scale (11,659 x 82,161 random identity-like
    features, ``bench_eval.make_data``): the CUDA scoring path (torch sort and bins) against
@@ -15,9 +15,10 @@ the workflow is; only the device, AMP and threads differ. Parts:
    then ``evaluate_features`` end to end on each device (distances computed there) with
    both times and their ratio.
 2. ``untrained``: the pretrained checkpoint scored on the test split on the CPU, on CUDA in
-   float32 (``runtime.amp=off``) and on CUDA with AMP.
+   IEEE float32 (``runtime.amp=off``), in float32 with TF32 convolutions and matmuls
+   (``runtime.tf32=on``, torch's default for convolutions) and with AMP.
 3. ``train``: the ``hcm`` variant for each of ``--seeds`` (default 0) on the CPU (one thread,
-   as in the suite), on CUDA in float32 and on CUDA with AMP (``--settings`` picks which).
+   as in the suite) and in each of those CUDA settings (``--settings`` picks which).
 4. ``repeat``: the first seed's CUDA AMP run again (are two CUDA runs bit-identical?), then
    once more killed (SIGKILL) after its first checkpoint and continued with ``--resume``,
    whose final weights and ``epochs.csv`` must equal the uninterrupted run's.
@@ -66,7 +67,8 @@ TIMING_SUFFIX = "_time_s"
 #: the device settings compared: label -> hcm --set overrides
 SETTINGS = {
     "cpu": ["runtime.device=cpu", "runtime.threads=1"],
-    "cuda fp32": ["runtime.device=cuda", "runtime.amp=off"],
+    "cuda fp32": ["runtime.device=cuda", "runtime.amp=off"],  # IEEE float32 (runtime.tf32 off)
+    "cuda fp32 tf32": ["runtime.device=cuda", "runtime.amp=off", "runtime.tf32=on"],  # torch's default
     "cuda amp": ["runtime.device=cuda", "runtime.amp=auto"],
 }
 

@@ -141,6 +141,11 @@ class RuntimeConfig(_Section):
     threads: int | None = Field(None, gt=0, description="torch intra-op threads (None = torch default)")
     checkpoint_every: int = Field(1, gt=0)
     deterministic: bool = Field(True, description="ask torch for deterministic algorithms")
+    tf32: bool = Field(
+        False, description="let float32 convolutions and matmuls on CUDA run in TF32 (faster on Ampere and "
+                           "later, about 3 fewer significant digits); off = IEEE float32, torch's default "
+                           "for matmuls but not for cuDNN convolutions. No effect on the CPU or under AMP's "
+                           "float16 kernels")
 
     @field_validator("amp", mode="before")
     @classmethod

@@ -8,7 +8,9 @@ concurrent writers). The layout in MLflow:
 - one MLflow run per run directory, identified by the tag ``hcm.run_key`` (the run
   directory relative to the suite's results folder, e.g. ``runs/synth-market/hcm/seed0``)
   and tagged with ``suite``, ``dataset``, ``variant``, ``seed`` and ``group`` (``runs`` or
-  ``sweep``);
+  ``sweep``), plus what the run was computed on (:mod:`hcm.utils.environment`): ``env.*``
+  from ``train_summary.json`` (training) and ``eval_env.*`` from ``metrics.json`` (evaluation),
+  e.g. ``env.cpu_capability``, ``env.torch``, ``env.gpu``;
 - params: the resolved ``config.yaml`` flattened (``loss.gamma``, ``cluster.eps``, ...);
 - metrics: every ``epochs.csv`` column with ``step = epoch``; the final ``mAP, mINP,
   rank1, rank5, rank10`` (fractions, as in ``metrics.json``); the CMC curve as metric
@@ -226,6 +228,14 @@ def run_payload(run_dir: Path) -> tuple[dict[str, str], list[tuple[str, float, i
     return params, values, metrics
 
 
+def environment_tags(environment: Any, prefix: str) -> dict[str, str]:
+    """``{"<prefix>.<key>": str(value)}`` for an environment record; empty when there is none."""
+    if not isinstance(environment, dict):
+        return {}
+    return {f"{prefix}.{key}": ("null" if value is None else str(value))[:_MAX_PARAM_LEN]
+            for key, value in environment.items()}
+
+
 def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -254,7 +264,9 @@ def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: s
     action = "replaced" if existing else "created"
 
     params, values, metrics = run_payload(run_dir)
-    all_tags = {RUN_KEY_TAG: run_key, "run_dir": str(run_dir), **(tags or {})}
+    all_tags = {RUN_KEY_TAG: run_key, "run_dir": str(run_dir), **(tags or {}),
+                **environment_tags(_read_json(run_dir / "train_summary.json").get("environment"), "env"),
+                **environment_tags(metrics.get("environment"), "eval_env")}
     for key in ("dataset", "variant", "seed"):
         if key in metrics:
             all_tags.setdefault(key, str(metrics[key]))

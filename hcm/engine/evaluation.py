@@ -15,6 +15,7 @@ from hcm.data.transforms import build_test_transform
 from hcm.engine.setup import Runtime, load_splits, setup_runtime
 from hcm.eval import RankResult, evaluate_features, extract_features
 from hcm.models import build_model, load_weights
+from hcm.utils.environment import describe_environment
 
 
 def extract_table(model: torch.nn.Module, table: pd.DataFrame, input_cfg: InputConfig, eval_cfg: EvalConfig,
@@ -46,7 +47,8 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, *, rerank: bool | No
     """Score ``checkpoint`` on the test split of ``cfg.dataset``; a JSON-able dict of metrics.
 
     The dictionary records what was scored: dataset, variant, seed, the checkpoint's
-    path, epoch and how it was selected, and the evaluation options.
+    path, epoch and how it was selected, the evaluation options, and what it ran on
+    (:func:`hcm.utils.environment.describe_environment`).
     """
     eval_cfg = cfg.eval.model_copy(update={k: v for k, v in {"rerank": rerank, "flip": flip}.items()
                                            if v is not None})
@@ -66,5 +68,6 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, *, rerank: bool | No
         "eval_time_s": round(time.perf_counter() - t0, 3),
         "rerank": eval_cfg.rerank, "flip": eval_cfg.flip, "metric": eval_cfg.metric,
         "device": str(runtime.device),
+        "environment": describe_environment(runtime.device),
     }
     return out

@@ -26,6 +26,7 @@ from hcm.engine.setup import DataSplits
 from hcm.errors import TrainingError
 from hcm.models import build_model, save_weights
 from hcm.supervised_losses import batch_hard_triplet_loss, smoothed_cross_entropy
+from hcm.utils.environment import describe_environment
 from hcm.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Pretrainer(EpochLoop):
             "status": "ok", "epochs": state.epoch, "wall_time_s": round(wall_s, 3),
             "device": str(ctx.runtime.device), "dataset": cfg.dataset.name, "seed": cfg.seed,
             "num_train_ids": int(ctx.splits.train["pid"].nunique()), "num_train_images": len(ctx.splits.train),
+            "environment": describe_environment(ctx.runtime.device),
         }
         if len(ctx.splits.query) and len(ctx.splits.gallery):
             res = evaluate_model(ctx.model, ctx.splits.query, ctx.splits.gallery, cfg.input, cfg.eval,

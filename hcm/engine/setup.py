@@ -27,10 +27,14 @@ class Runtime:
 
 
 def setup_runtime(cfg: RuntimeConfig) -> Runtime:
-    """Pick the device and AMP, set torch's thread count and determinism."""
+    """Pick the device and AMP, set torch's thread count, determinism and TF32 switches."""
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    # torch's defaults differ: TF32 on for cuDNN convolutions, off for matmuls; one switch
+    # for both (the legacy flags: mixing them with the fp32_precision API makes torch raise)
+    torch.backends.cudnn.allow_tf32 = cfg.tf32
+    torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
     if cfg.deterministic:
         if device.type == "cuda":
             # cuBLAS is deterministic only with a fixed workspace, which it reads from the
@@ -41,7 +45,8 @@ def setup_runtime(cfg: RuntimeConfig) -> Runtime:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     amp = amp_enabled(cfg.amp, device)
-    log.info("device %s, AMP %s, %d CPU threads", device, "on" if amp else "off", torch.get_num_threads())
+    log.info("device %s, AMP %s, TF32 %s, %d CPU threads", device, "on" if amp else "off",
+             "on" if cfg.tf32 else "off", torch.get_num_threads())
     return Runtime(device=device, amp=amp)
 
 

@@ -36,6 +36,7 @@ from hcm.errors import TrainingError
 from hcm.losses import hcm_loss
 from hcm.memory import IdentityMemory, ImageMemory, PendingUpdates
 from hcm.models import build_model, load_weights, save_weights
+from hcm.utils.environment import describe_environment
 from hcm.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Trainer(EpochLoop):
             "status": "ok", "selection": selection, "selected_epoch": epoch, "epochs": state.epoch,
             "wall_time_s": round(wall_s, 3), "device": str(ctx.runtime.device), "amp": ctx.runtime.amp,
             "dataset": cfg.dataset.name, "variant": cfg.variant, "seed": cfg.seed,
+            "environment": describe_environment(ctx.runtime.device),
         }
         atomic_write_json(self.paths.summary, summary)
         log.info("finished %s: %s checkpoint of epoch %d in %.1f s", self.paths.root, selection, epoch, wall_s)

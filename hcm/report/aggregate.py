@@ -9,7 +9,8 @@ of them into four tables, all in PERCENT where they hold retrieval metrics:
   rank10`` -- the table every other table is derived from;
 - ``cmc``: one row per (dataset, variant, seed, rank) with the CMC value;
 - ``curves``: the runs' ``epochs.csv`` rows, keyed by (dataset, variant, seed);
-- ``runs``: provenance per run (checkpoint epoch and selection, times, query counts).
+- ``runs``: provenance per run (checkpoint epoch and selection, times, query counts, and
+  the CPU, GPU and torch version it was trained with).
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ CMC_COLUMNS: tuple[str, ...] = (*KEY, "rank", "cmc")
 RUNS_COLUMNS: tuple[str, ...] = (
     *KEY, "run_dir", "selected_epoch", "selection", "epochs", "train_wall_time_s", "eval_time_s",
     "num_queries", "num_valid_queries", "num_gallery", "rerank", "flip", "device",
+    "cpu", "cpu_capability", "gpu", "torch",
 )
+#: the keys of a run's training environment (``train_summary.json``) kept in ``runs``: what
+#: tells two machines apart when the same config gives different numbers
+ENVIRONMENT_COLUMNS: tuple[str, ...] = ("cpu", "cpu_capability", "gpu", "torch")
 #: file names written by :func:`write_aggregate`
 FILES: dict[str, str] = {"results": "results.csv", "cmc": "cmc.csv", "curves": "curves.csv", "runs": "runs.csv"}
 
@@ -121,6 +126,7 @@ def run_record(run_dir: Path, metrics: dict[str, Any], summary: dict[str, Any], 
         "num_gallery": metrics.get("num_gallery"),
         "rerank": metrics.get("rerank"), "flip": metrics.get("flip"),
         "device": metrics.get("device", summary.get("device")),
+        **{key: (summary.get("environment") or {}).get(key) for key in ENVIRONMENT_COLUMNS},
     }
 
 

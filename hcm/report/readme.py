@@ -135,7 +135,7 @@ def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tabl
         .format(_rel(Path(table_paths["main"][0]).parent / "cmc.csv", readme)),
         "| [`curves.csv`]({}) | the runs' per-epoch logs (`epochs.csv`), keyed by (dataset, variant, seed) |"
         .format(_rel(Path(table_paths["main"][0]).parent / "curves.csv", readme)),
-        "| [`runs.csv`]({}) | provenance per run: reported checkpoint, times, query counts, device |"
+        "| [`runs.csv`]({}) | provenance per run: reported checkpoint, times, query counts, device, and the CPU, GPU and torch version it was trained with |"
         .format(_rel(Path(table_paths["main"][0]).parent / "runs.csv", readme)),
         "",
         "## Reproduce and browse",

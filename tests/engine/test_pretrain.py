@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ def test_epoch_table_is_the_mean_of_the_iterations(data_index: Path, tmp_path: P
     assert ((hist["acc"] * 3 * 8).round(6) % 1 == 0).all()
     assert hist["loss_ce"].gt(0).all() and hist["loss_tri"].ge(0).all()
     assert summary["epochs"] == 2 and 0 <= summary["source_mAP"] <= 1
+    # the checkpoint depends on the machine's CPU kernels: the summary says which
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert written["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_resume_after_a_kill_gives_the_same_checkpoint(data_index: Path, tmp_path: Path) -> None:

@@ -54,6 +54,10 @@ def test_two_epoch_run_writes_every_file_and_evaluates(data_index: Path, tmp_pat
     assert summary["status"] == "ok" and summary["selection"] == "final" and summary["selected_epoch"] == 2
     for name in ("config.yaml", "epochs.csv", "checkpoints/last.pt", "model.pt", "train_summary.json"):
         assert (run / name).is_file(), name
+    # what it was trained on, as written (torch's CPU kernels differ by instruction set)
+    written = json.loads((run / "train_summary.json").read_text())
+    assert written["environment"] == summary["environment"]
+    assert written["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     # the resolved config round-trips
     stored = yaml.safe_load((run / "config.yaml").read_text())
     assert resolve_train_config(stored) == cfg
@@ -72,6 +76,7 @@ def test_two_epoch_run_writes_every_file_and_evaluates(data_index: Path, tmp_pat
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["mAP"] <= 1 and len(metrics["cmc"]) == 50
     assert metrics["checkpoint"]["epoch"] == 2 and metrics["variant"] == "hcm"
+    assert metrics["environment"]["torch"] == written["environment"]["torch"]
     assert (run / "cmc.png").stat().st_size > 0
 
 

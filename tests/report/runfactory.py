@@ -20,6 +20,7 @@ from PIL import Image
 
 from hcm.config import resolve_train_config
 from hcm.engine.history import write_history
+from hcm.utils.environment import describe_environment
 
 #: mAP (fraction) of each variant before the per-seed offset
 LEVELS = {"hcm": 0.60, "no_dynamic": 0.58, "identity_only": 0.57, "image_only": 0.40, "baseline": 0.55,
@@ -45,8 +46,12 @@ def cmc_curve(rank1: float, n: int = 50) -> list[float]:
 
 def write_run(run_dir: Path, dataset: str, variant: str, seed: int, *, mAP: float | None = None,
               n_epochs: int = 4, overrides: dict[str, Any] | None = None, dataset_root: str = "data",
-              index: str | None = None) -> dict[str, Any]:
-    """Write a finished run directory; returns its metrics.json content."""
+              index: str | None = None, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write a finished run directory; returns its metrics.json content.
+
+    ``environment``: what ``train_summary.json`` and ``metrics.json`` record about the machine
+    (default: this one, :func:`hcm.utils.environment.describe_environment`).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     mAP = expected_map(variant, seed) if mAP is None else mAP
     cfg = resolve_train_config(
@@ -71,7 +76,8 @@ def write_run(run_dir: Path, dataset: str, variant: str, seed: int, *, mAP: floa
     write_history(run_dir / "epochs.csv", rows)
     (run_dir / "model.pt").write_bytes(b"placeholder checkpoint")
     summary = {"status": "ok", "selected_epoch": epochs, "selection": "final" if adapt else "initial",
-               "epochs": epochs, "wall_time_s": 60.0 + seed, "device": "cpu"}
+               "epochs": epochs, "wall_time_s": 60.0 + seed, "device": "cpu",
+               "environment": describe_environment("cpu") if environment is None else environment}
     (run_dir / "train_summary.json").write_text(json.dumps(summary), encoding="utf-8")
     rank1 = min(1.0, mAP + 0.2)
     cmc = cmc_curve(rank1)
@@ -81,6 +87,7 @@ def write_run(run_dir: Path, dataset: str, variant: str, seed: int, *, mAP: floa
         "num_valid_queries": 100, "num_queries": 100, "num_gallery": 1000,
         "checkpoint": {"path": str(run_dir / "model.pt"), "epoch": epochs, "selection": summary["selection"]},
         "train_wall_time_s": summary["wall_time_s"], "eval_time_s": 3.0, "rerank": False, "flip": False,
+        "device": "cpu", "environment": summary["environment"],
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (run_dir / "cmc.png").write_bytes(png_bytes())

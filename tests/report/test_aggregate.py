@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from hcm.errors import HCMError
 from hcm.report.aggregate import RESULTS_COLUMNS, aggregate, read_results, write_aggregate
@@ -49,6 +51,27 @@ def test_companion_tables(tmp_path: Path) -> None:
     assert runs.loc[("untrained", 0), "selection"] == "initial"
     assert runs.loc[("hcm", 1), "epochs"] == 4
     assert runs.loc[("hcm", 1), "train_wall_time_s"] == pytest.approx(61.0)
+    # the machine each run was trained on (train_summary.json's environment)
+    assert runs.loc[("hcm", 0), "cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert runs.loc[("hcm", 0), "torch"] == metadata.version("torch")
+    assert pd.isna(runs.loc[("hcm", 0), "gpu"])  # trained on the CPU
+
+
+def test_runs_table_tells_machines_apart(tmp_path: Path) -> None:
+    gpu_box = {"cpu": "AMD EPYC 9454", "cpu_capability": "AVX512", "gpu": "NVIDIA H100 80GB HBM3",
+               "torch": "2.11.0", "cuda": "13.0"}
+    write_run(tmp_path / "a", "synth-market", "hcm", 0, environment=gpu_box)
+    write_run(tmp_path / "b", "synth-market", "hcm", 1)
+    old = tmp_path / "c"  # written before runs recorded their environment
+    write_run(old, "synth-market", "hcm", 2)
+    summary = json.loads((old / "train_summary.json").read_text())
+    del summary["environment"]
+    (old / "train_summary.json").write_text(json.dumps(summary))
+    runs = aggregate([tmp_path / "a", tmp_path / "b", old]).runs.set_index("seed")
+    assert runs.loc[0, ["cpu", "cpu_capability", "gpu", "torch"]].tolist() == [
+        "AMD EPYC 9454", "AVX512", "NVIDIA H100 80GB HBM3", "2.11.0"]
+    assert runs.loc[1, "cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert runs.loc[2, ["cpu", "cpu_capability", "gpu", "torch"]].isna().all()
 
 
 def test_write_and_read_back(tmp_path: Path) -> None:

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+import torch
 
 from hcm.tracking import content_hash, flatten, log_runs, sqlite_path, store_lock
 from tests.report.runfactory import write_run
@@ -84,6 +86,11 @@ def test_log_runs_params_metrics_artifacts_and_idempotence(tmp_path: Path) -> No
     row = df[df["tags.variant"] == "hcm"].iloc[0]
     assert row["tags.dataset"] == "synth-market" and row["tags.seed"] == "0" and row["tags.suite"] == "smoke"
     assert row["tags.mlflow.runName"] == "synth-market/hcm/seed0"
+    # what the run was trained and evaluated on
+    assert row["tags.env.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert row["tags.env.torch"] == row["tags.eval_env.torch"] == metadata.version("torch")
+    assert row["tags.env.threads"] == str(json.loads((hcm_run / "train_summary.json").read_text())
+                                          ["environment"]["threads"])
     assert row["params.loss.gamma"] == "2.0" and row["params.variant"] == "hcm"
     metrics = json.loads((hcm_run / "metrics.json").read_text())
     assert row["metrics.mAP"] == pytest.approx(metrics["mAP"])
