@@ -59,6 +59,23 @@ def figure_caption(key: str, n_seeds: int) -> str:
     return key
 
 
+def describe_machines(runs: pd.DataFrame) -> str:
+    """The distinct training machines of ``runs`` (CPU, torch's CPU instruction set, GPU, torch), with run counts."""
+    cols = [c for c in ("cpu", "cpu_capability", "gpu", "torch") if c in runs]
+    known = runs[cols].dropna(how="all") if cols else runs.iloc[:0]
+    parts = []
+    for key, group in known.groupby(cols, dropna=False, sort=True) if len(known) else ():
+        rec = dict(zip(cols, key if isinstance(key, tuple) else (key,), strict=True))
+        text = f"{rec.get('cpu')} ({rec.get('cpu_capability')})"
+        if isinstance(rec.get("gpu"), str):
+            text += f", GPU {rec['gpu']}"
+        parts.append(f"{text}, torch {rec.get('torch')}: {len(group)} runs")
+    missing = len(runs) - len(known)
+    if missing:
+        parts.append(f"not recorded: {missing} runs")
+    return "; ".join(parts)
+
+
 def _command(suite: str) -> str:
     if suite == "synthetic":
         return "snakemake --cores all"
@@ -96,6 +113,9 @@ def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tabl
         devices = ", ".join(sorted({str(d) for d in runs.get("device", pd.Series(dtype=str)).dropna()})) or "unknown"
         lines.append(f"- Compute: training {_fmt_duration(train_s)} and evaluation {_fmt_duration(eval_s)} "
                      f"summed over runs (jobs run in parallel, so the wall time is shorter); device(s): {devices}.")
+    if len(runs):
+        lines.append(f"- Machine(s): {describe_machines(runs)} (numbers depend on the CPU model and GPU; "
+                     "compare runs from one machine).")
     if len(runs) and "selection" in runs:
         sel = runs["selection"].dropna().astype(str).value_counts()
         lines.append("- Reported checkpoint: " + ", ".join(f"{k} ({v} runs)" for k, v in sel.items())

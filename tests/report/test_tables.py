@@ -167,3 +167,16 @@ def test_write_table_writes_three_formats(tmp_path: Path) -> None:
     assert sorted(p.name for p in paths) == ["main.csv", "main.md", "main.tex"]
     assert (tmp_path / "main.md").read_text().startswith("Main results")
     assert pd.read_csv(tmp_path / "main.csv")["mean"].max() == pytest.approx(60.5 + 27)
+
+
+def test_describe_machines_names_each_training_machine_with_its_run_count() -> None:
+    from hcm.report.readme import describe_machines
+
+    cpu = {"cpu": "Xeon", "cpu_capability": "AVX512", "gpu": None, "torch": "2.14.1"}
+    gpu = {"cpu": "EPYC", "cpu_capability": "AVX2", "gpu": "NVIDIA H100", "torch": "2.11.0"}
+    none = {"cpu": None, "cpu_capability": None, "gpu": None, "torch": None}
+    runs = pd.DataFrame([cpu, gpu, cpu, none])
+    assert describe_machines(runs) == ("EPYC (AVX2), GPU NVIDIA H100, torch 2.11.0: 1 runs; "
+                                       "Xeon (AVX512), torch 2.14.1: 2 runs; not recorded: 1 runs")
+    # run tables written before runs recorded their machine have no such columns
+    assert describe_machines(pd.DataFrame({"device": ["cpu", "cpu"]})) == "not recorded: 2 runs"

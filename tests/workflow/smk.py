@@ -65,8 +65,11 @@ def shell_commands(output: str) -> list[str]:
 
 def check_suite_outputs(workdir: Path, suite: str, runs: list[tuple[str, str, int]]) -> None:
     """Assert what one finished suite must leave behind: tables, figures, README index, MLflow runs."""
+    from importlib import metadata
+
     import mlflow
     import pandas as pd
+    import torch
     from PIL import Image
 
     cfg = workflow_config()["suites"][suite]
@@ -80,6 +83,9 @@ def check_suite_outputs(workdir: Path, suite: str, runs: list[tuple[str, str, in
 
     readme = (reports / "README.md").read_text(encoding="utf-8")
     assert "this project's reading of the paper's abstract" in readme
+    # every run was trained here: one machine, named with torch's CPU instruction set
+    n_runs = len(results)
+    assert f"({torch.backends.cpu.get_cpu_capability()}), torch {metadata.version('torch')}: {n_runs} runs" in readme
     files = [f"tables/{t}.{ext}" for t in ("main", "ablation", "published") for ext in ("md", "tex", "csv")]
     files += [f"figures/cmc_{d}.png" for d in cfg["datasets"]] + ["figures/ablation.png"]
     files += [f"figures/training_{d}.png" for d in cfg["datasets"]]
