@@ -34,14 +34,13 @@ logger = logging.getLogger(__name__)
 KEY: tuple[str, ...] = ("dataset", "variant", "seed")
 RESULTS_COLUMNS: tuple[str, ...] = (*KEY, *RESULT_METRICS)
 CMC_COLUMNS: tuple[str, ...] = (*KEY, "rank", "cmc")
-RUNS_COLUMNS: tuple[str, ...] = (
-    *KEY, "run_dir", "selected_epoch", "selection", "epochs", "train_wall_time_s", "eval_time_s",
-    "num_queries", "num_valid_queries", "num_gallery", "rerank", "flip", "device",
-    "cpu", "cpu_capability", "gpu", "torch",
-)
 #: the keys of a run's training environment (``train_summary.json``) kept in ``runs``: what
 #: tells two machines apart when the same config gives different numbers
 ENVIRONMENT_COLUMNS: tuple[str, ...] = ("cpu", "cpu_capability", "gpu", "torch")
+RUNS_COLUMNS: tuple[str, ...] = (
+    *KEY, "run_dir", "selected_epoch", "selection", "epochs", "train_wall_time_s", "eval_time_s",
+    "num_queries", "num_valid_queries", "num_gallery", "rerank", "flip", "device", *ENVIRONMENT_COLUMNS,
+)
 #: file names written by :func:`write_aggregate`
 FILES: dict[str, str] = {"results": "results.csv", "cmc": "cmc.csv", "curves": "curves.csv", "runs": "runs.csv"}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hcm.report.aggregate import ENVIRONMENT_COLUMNS
 from hcm.report.style import dataset_label, order_datasets, order_variants
 
 STATEMENT = (
@@ -61,7 +62,7 @@ def figure_caption(key: str, n_seeds: int) -> str:
 
 def describe_machines(runs: pd.DataFrame) -> str:
     """The distinct training machines of ``runs`` (CPU, torch's CPU instruction set, GPU, torch), with run counts."""
-    cols = [c for c in ("cpu", "cpu_capability", "gpu", "torch") if c in runs]
+    cols = [c for c in ENVIRONMENT_COLUMNS if c in runs]
     known = runs[cols].dropna(how="all") if cols else runs.iloc[:0]
     parts = []
     for key, group in known.groupby(cols, dropna=False, sort=True) if len(known) else ():

@@ -8,7 +8,8 @@ rounding differences in pretraining or in the first clustering are enough for ps
 labels to part ways, so every run records :func:`describe_environment` beside its
 results (``train_summary.json``, the pretraining ``summary.json``, ``metrics.json``),
 ``hcm track`` logs it as MLflow tags and ``reports/tables/runs.csv`` keeps the columns
-that tell two machines apart.
+that tell two machines apart. A file records the process that wrote it: a run resumed on
+another machine names the machine that finished it.
 """
 
 from __future__ import annotations
