@@ -228,14 +228,6 @@ def run_payload(run_dir: Path) -> tuple[dict[str, str], list[tuple[str, float, i
     return params, values, metrics
 
 
-def environment_tags(environment: Any, prefix: str) -> dict[str, str]:
-    """``{"<prefix>.<key>": str(value)}`` for an environment record; empty when there is none."""
-    if not isinstance(environment, dict):
-        return {}
-    return {f"{prefix}.{key}": ("null" if value is None else str(value))[:_MAX_PARAM_LEN]
-            for key, value in environment.items()}
-
-
 def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -264,9 +256,11 @@ def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: s
     action = "replaced" if existing else "created"
 
     params, values, metrics = run_payload(run_dir)
+    # what the run was trained and evaluated on, as env.* and eval_env.* tags (absent records add none)
+    environments = {"env": _read_json(run_dir / "train_summary.json").get("environment"),
+                    "eval_env": metrics.get("environment")}
     all_tags = {RUN_KEY_TAG: run_key, "run_dir": str(run_dir), **(tags or {}),
-                **environment_tags(_read_json(run_dir / "train_summary.json").get("environment"), "env"),
-                **environment_tags(metrics.get("environment"), "eval_env")}
+                **flatten({k: v for k, v in environments.items() if isinstance(v, dict)})}
     for key in ("dataset", "variant", "seed"):
         if key in metrics:
             all_tags.setdefault(key, str(metrics[key]))
