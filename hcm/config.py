@@ -137,7 +137,16 @@ class RuntimeConfig(_Section):
     amp: Literal["auto", "on", "off"] = "auto"
     workers: int = Field(0, ge=0, description="data-loader worker processes")
     cache_images: bool = Field(
-        False, description="keep decoded images in memory across epochs (small datasets, workers=0)")
+        False, description="keep decoded images in memory across epochs (small datasets, workers=0); "
+                           "used only with image_store=false")
+    image_store: bool = Field(
+        True, description="decode every image once into a uint8 array memory-mapped from disk, at the input "
+                          "size (hcm.data.store; built on first use or by `hcm prepare --image-store`), read by "
+                          "training, extraction and evaluation, with augmentation batched on the training "
+                          "device (hcm.data.batch_augment); false = decode and transform each image in "
+                          "loader workers every epoch")
+    store_dir: str | None = Field(
+        None, description="folder of the image store (None = <dataset folder>/../<dataset name>.store)")
     threads: int | None = Field(None, gt=0, description="torch intra-op threads (None = torch default)")
     checkpoint_every: int = Field(1, gt=0)
     deterministic: bool = Field(True, description="ask torch for deterministic algorithms")

@@ -10,18 +10,24 @@ import pandas as pd
 import torch
 
 from hcm.config import EvalConfig, InputConfig, TrainConfig
+from hcm.data.feeder import StoreFeeder
 from hcm.data.images import ImageCache
 from hcm.data.transforms import build_test_transform
-from hcm.engine.setup import Runtime, load_splits, setup_runtime
+from hcm.engine.setup import Runtime, build_feeder, load_splits, setup_runtime
 from hcm.eval import RankResult, evaluate_features, extract_features
+from hcm.eval.extract import extract_store_features
 from hcm.models import build_model, load_weights
 from hcm.utils.environment import describe_environment
 
 
 def extract_table(model: torch.nn.Module, table: pd.DataFrame, input_cfg: InputConfig, eval_cfg: EvalConfig,
                   runtime: Runtime, *, workers: int = 0, desc: str = "extract",
-                  cache: ImageCache | None = None) -> torch.Tensor:
-    """L2-normalised features (N, d) of every image in ``table``, on the CPU."""
+                  cache: ImageCache | None = None, feeder: StoreFeeder | None = None) -> torch.Tensor:
+    """L2-normalised features (N, d) of every image in ``table``, on the CPU; read from the image
+    store when a ``feeder`` is given, else decoded from the files."""
+    if feeder is not None:
+        return extract_store_features(model, feeder, list(table["path"]), batch_size=eval_cfg.batch_size,
+                                      flip=eval_cfg.flip, amp=runtime.amp, desc=desc)
     return extract_features(
         model, list(table["path"]), build_test_transform(input_cfg), batch_size=eval_cfg.batch_size,
         device=runtime.device, flip=eval_cfg.flip, amp=runtime.amp, workers=workers, desc=desc, cache=cache,
@@ -30,10 +36,11 @@ def extract_table(model: torch.nn.Module, table: pd.DataFrame, input_cfg: InputC
 
 def evaluate_model(model: torch.nn.Module, query: pd.DataFrame, gallery: pd.DataFrame, input_cfg: InputConfig,
                    eval_cfg: EvalConfig, runtime: Runtime, *, workers: int = 0, desc: str = "test",
-                   cache: ImageCache | None = None) -> RankResult:
+                   cache: ImageCache | None = None, feeder: StoreFeeder | None = None) -> RankResult:
     """Extract query and gallery features in one pass and compute mAP / CMC / mINP."""
     both = pd.concat([query, gallery], ignore_index=True)
-    feats = extract_table(model, both, input_cfg, eval_cfg, runtime, workers=workers, desc=desc, cache=cache)
+    feats = extract_table(model, both, input_cfg, eval_cfg, runtime, workers=workers, desc=desc, cache=cache,
+                          feeder=feeder)
     qf, gf = feats[: len(query)], feats[len(query):]
     return evaluate_features(
         qf, gf, query["pid"].to_numpy(), gallery["pid"].to_numpy(),
@@ -59,7 +66,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, *, rerank: bool | No
     meta = load_weights(checkpoint)
     t0 = time.perf_counter()
     res = evaluate_model(model, splits.query, splits.gallery, cfg.input, eval_cfg, runtime,
-                         workers=cfg.runtime.workers)
+                         workers=cfg.runtime.workers, feeder=build_feeder(cfg, splits, runtime))
     out = {
         "dataset": cfg.dataset.name, "variant": cfg.variant, "seed": cfg.seed,
         **res.to_dict(),

@@ -15,20 +15,26 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import yaml
 
-from hcm.config import dump_yaml
-from hcm.data.images import ImageCache
+from hcm.config import InputConfig, dump_yaml
+from hcm.data.feeder import StoreFeeder
+from hcm.data.images import ImageCache, ImageDataset
+from hcm.data.samplers import IdentitySampler
+from hcm.data.transforms import build_train_transform
 from hcm.engine.checkpoint import load_checkpoint, save_checkpoint
 from hcm.engine.history import EPOCH_COLUMNS, write_history
 from hcm.engine.setup import (
     DataSplits,
     Runtime,
+    build_feeder,
     build_optimizer,
     build_scheduler,
     load_splits,
@@ -93,6 +99,21 @@ class LoopContext:
     splits: DataSplits
     runtime: Runtime
     cache: ImageCache | None = None  # decoded images kept across epochs (runtime.cache_images)
+    feeder: StoreFeeder | None = None  # batches from the image store (runtime.image_store), built once per run
+
+    def train_batches(self, table: pd.DataFrame, sampler: IdentitySampler,
+                      input_cfg: InputConfig, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(augmented images, table indices) on the device for every batch of ``sampler``: from the
+        image store, augmented on the device; or (store off) decoded and transformed per image in a
+        ``DataLoader`` with ``workers`` processes."""
+        device = self.runtime.device
+        if self.feeder is not None:
+            return self.feeder.train_batches(self.feeder.rows_of(list(table["path"])), sampler)
+        loader = torch.utils.data.DataLoader(
+            ImageDataset(list(table["path"]), build_train_transform(input_cfg), self.cache),
+            batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+        )
+        return ((images.to(device, non_blocking=True), indices.to(device)) for images, indices in loader)
 
 
 class EpochLoop:
@@ -158,6 +179,7 @@ class EpochLoop:
             model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, self.cfg.optim),
             scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp), splits=splits,
             runtime=runtime, cache=ImageCache() if self.cfg.runtime.cache_images else None,
+            feeder=build_feeder(self.cfg, splits, runtime, progress=self.progress),
         )
 
     def run(self) -> dict[str, Any]:

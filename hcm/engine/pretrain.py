@@ -17,9 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hcm.config import PretrainConfig
-from hcm.data.images import ImageDataset
 from hcm.data.samplers import IdentitySampler
-from hcm.data.transforms import build_train_transform
 from hcm.engine.evaluation import evaluate_model
 from hcm.engine.loop import EpochLoop, LoopContext, LoopState, format_row
 from hcm.engine.setup import DataSplits
@@ -54,18 +52,16 @@ class Pretrainer(EpochLoop):
         sampler = IdentitySampler(labels, train["camid"].to_numpy(), batch_size=cfg.sampler.batch_size,
                                   num_instances=cfg.sampler.num_instances, num_batches=cfg.optim.iters,
                                   seed=[cfg.seed, epoch])
-        loader = torch.utils.data.DataLoader(
-            ImageDataset(list(train["path"]), build_train_transform(cfg.input), ctx.cache), batch_sampler=sampler,
-            num_workers=cfg.runtime.workers, pin_memory=device.type == "cuda",
-        )
+        batches = ctx.train_batches(train, sampler, cfg.input, cfg.runtime.workers)
         labels_t = torch.tensor(labels, dtype=torch.long, device=device)
         names = ("loss", "loss_ce", "loss_tri", "acc")
         # summed on the device, read once per epoch (a float() per iteration waits for CUDA)
         sums = torch.zeros(len(names), dtype=torch.float64, device=device)
         ctx.model.train()
-        bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}", disable=not self.progress, leave=False)
+        bar = tqdm(batches, desc=f"pretrain epoch {epoch + 1}", disable=not self.progress, leave=False,
+                   total=len(sampler))
         for it, (images, indices) in enumerate(bar):
-            images, targets = images.to(device, non_blocking=True), labels_t[indices.to(device)]
+            targets = labels_t[indices]
             ctx.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, enabled=ctx.runtime.amp):
                 pooled, bn = ctx.model.forward_features(images)
@@ -103,7 +99,8 @@ class Pretrainer(EpochLoop):
         }
         if len(ctx.splits.query) and len(ctx.splits.gallery):
             res = evaluate_model(ctx.model, ctx.splits.query, ctx.splits.gallery, cfg.input, cfg.eval,
-                                 ctx.runtime, workers=cfg.runtime.workers, cache=ctx.cache, desc="source test")
+                                 ctx.runtime, workers=cfg.runtime.workers, cache=ctx.cache, feeder=ctx.feeder,
+                                 desc="source test")
             summary["source_mAP"], summary["source_rank1"] = res.mAP, float(res.cmc[0])
             log.info("pretrained model on the source test split: mAP %.1f%%, rank-1 %.1f%%",
                      100 * res.mAP, 100 * res.cmc[0])

@@ -6,12 +6,15 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
 from hcm.config import DatasetConfig, OptimConfig, RuntimeConfig
 from hcm.data.dataset import ReIDDataset
+from hcm.data.feeder import StoreFeeder
+from hcm.data.store import default_store_dir, open_store
 from hcm.utils.device import amp_enabled, resolve_device
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,21 @@ def load_splits(cfg: DatasetConfig, seed: int) -> DataSplits:
         train, val_query, val_gallery = holdout_identities(train, cfg.val_fraction, seed)
     return DataSplits(dataset, train.reset_index(drop=True), dataset.query, dataset.gallery,
                       val_query, val_gallery)
+
+
+def build_feeder(cfg: Any, splits: DataSplits, runtime: Runtime, *, progress: bool = True) -> StoreFeeder | None:
+    """The image-store feeder of a run (``runtime.image_store``; None when it is off).
+
+    The store holds every image of the dataset (train, query, gallery) at the input size;
+    it is opened, or built first (:func:`hcm.data.store.open_store`).
+    """
+    if not cfg.runtime.image_store:
+        return None
+    ds = splits.dataset
+    paths = [*ds.train["path"], *ds.query["path"], *ds.gallery["path"]]
+    directory = cfg.runtime.store_dir or default_store_dir(ds.root, ds.name)
+    store = open_store(paths, (cfg.input.height, cfg.input.width), directory, root=ds.root, progress=progress)
+    return StoreFeeder(store, runtime.device, cfg.input)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

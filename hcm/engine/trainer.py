@@ -26,9 +26,7 @@ from tqdm.auto import tqdm
 
 from hcm.cluster import build_clusterer, label_agreement
 from hcm.config import TrainConfig
-from hcm.data.images import ImageDataset
 from hcm.data.samplers import IdentitySampler
-from hcm.data.transforms import build_train_transform
 from hcm.engine.evaluation import evaluate_model, extract_table
 from hcm.engine.loop import EpochLoop, LoopContext, LoopState, format_row
 from hcm.engine.setup import DataSplits
@@ -87,7 +85,8 @@ class Trainer(EpochLoop):
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": ctx.scheduler.get_last_lr()[0]}
         t0 = time.perf_counter()
         feats = extract_table(ctx.model, splits.train, cfg.input, cfg.eval, runtime,
-                              workers=cfg.runtime.workers, cache=ctx.cache, desc=f"epoch {epoch + 1} extract")
+                              workers=cfg.runtime.workers, cache=ctx.cache, feeder=ctx.feeder,
+                              desc=f"epoch {epoch + 1} extract")
         row["extract_time_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -116,11 +115,13 @@ class Trainer(EpochLoop):
 
         if cfg.eval.every and ((epoch + 1) % cfg.eval.every == 0 or epoch + 1 == cfg.optim.epochs):
             res = evaluate_model(ctx.model, splits.query, splits.gallery, cfg.input, cfg.eval, runtime,
-                                 workers=cfg.runtime.workers, cache=ctx.cache, desc=f"epoch {epoch + 1} test")
+                                 workers=cfg.runtime.workers, cache=ctx.cache, feeder=ctx.feeder,
+                                 desc=f"epoch {epoch + 1} test")
             row["test_mAP"], row["test_rank1"] = res.mAP, float(res.cmc[0])
         if splits.val_query is not None:
             res = evaluate_model(ctx.model, splits.val_query, splits.val_gallery, cfg.input, cfg.eval, runtime,
-                                 workers=cfg.runtime.workers, cache=ctx.cache, desc=f"epoch {epoch + 1} val")
+                                 workers=cfg.runtime.workers, cache=ctx.cache, feeder=ctx.feeder,
+                                 desc=f"epoch {epoch + 1} val")
             row["val_mAP"], row["val_rank1"] = res.mAP, float(res.cmc[0])
         log.info("epoch %d: %s", epoch + 1, format_row(row))
         return row
@@ -139,16 +140,13 @@ class Trainer(EpochLoop):
             labels, ctx.splits.train["camid"].to_numpy(), batch_size=cfg.sampler.batch_size,
             num_instances=cfg.sampler.num_instances, num_batches=cfg.optim.iters, seed=[cfg.seed, epoch],
         )
-        loader = torch.utils.data.DataLoader(
-            ImageDataset(list(ctx.splits.train["path"]), build_train_transform(cfg.input), ctx.cache),
-            batch_sampler=sampler, num_workers=cfg.runtime.workers, pin_memory=device.type == "cuda",
-        )
+        batches = ctx.train_batches(ctx.splits.train, sampler, cfg.input, cfg.runtime.workers)
         accum = cfg.sampler.accum_steps
         sums: dict[str, float] = {}
         ctx.model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1} train", disable=not self.progress, leave=False)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1} train", disable=not self.progress, leave=False,
+                   total=len(sampler))
         for it, (images, indices) in enumerate(bar):
-            images, indices = images.to(device, non_blocking=True), indices.to(device)
             targets = labels_t[indices]
             ctx.optimizer.zero_grad(set_to_none=True)
             # all micro-batches see the memories as they were at the start of the step

@@ -1,0 +1,129 @@
+"""The train and test transforms of :mod:`hcm.data.transforms` as tensor ops over a whole batch.
+
+Input: a uint8 batch (B, h, w, 3) from the image store (:mod:`hcm.data.store`), on the
+training device. Output: float32 (B, 3, H, W) in channels-last memory (what the models
+use), on the same device. Steps, in the per-image pipeline's order:
+
+1. resize to (H, W) when the store is not at the input size (bicubic with antialiasing,
+   ``torch.nn.functional.interpolate``; close to PIL's bicubic, not bit-equal);
+2. horizontal flip with probability ``flip_p``;
+3. zero padding by ``pad`` and a random (H, W) crop (offsets uniform in 0..2 pad);
+4. ``x / 255``, then ``(x - mean) / std`` (ConvertImageDtype + Normalize, same arithmetic);
+5. Cluster Contrast's random erasing with probability ``erasing_p`` (box sampling as
+   :class:`hcm.data.transforms.ClusterContrastErasing`, filled with the ``mean`` numbers).
+
+Without a resize, the deterministic parts give exactly the per-image pipeline's tensor for
+the same flip, crop and box (``tests/data/test_batch_augment.py``). The random parameters
+are drawn on the CPU from a ``torch.Generator`` (:func:`draw_params`) that the caller
+seeds from the sampler's augmentation seeds, so a batch's augmentation is a pure function
+of ``(run seed, epoch, iteration)``: the same on CPU and GPU, and after ``--resume``. The
+per-sample distributions are those of the per-image transforms (flip rate, crop offsets,
+erasing boxes); the streams differ, so the drawn values differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hcm.config import InputConfig
+
+#: Cluster Contrast's erasing: area fraction U(SL, SH), aspect U(R1, 1/R1), ATTEMPTS tries
+ERASE_SL, ERASE_SH, ERASE_R1, ERASE_ATTEMPTS = 0.02, 0.4, 0.3, 100
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Per-sample random choices of one batch (CPU int64/bool tensors of length B)."""
+
+    flip: torch.Tensor
+    top: torch.Tensor
+    left: torch.Tensor
+    erase: torch.Tensor
+    erase_top: torch.Tensor
+    erase_left: torch.Tensor
+    erase_h: torch.Tensor
+    erase_w: torch.Tensor
+
+    def to(self, device: torch.device) -> AugmentParams:
+        return AugmentParams(**{k: v.to(device, non_blocking=True) for k, v in vars(self).items()})
+
+
+def draw_params(n: int, cfg: InputConfig, generator: torch.Generator) -> AugmentParams:
+    """The random choices of ``n`` samples at the input size of ``cfg``, from ``generator``."""
+    height, width = cfg.height, cfg.width
+    flip = torch.rand(n, generator=generator) < cfg.flip_p
+    span = 2 * cfg.pad + 1
+    top = torch.randint(0, span, (n,), generator=generator)
+    left = torch.randint(0, span, (n,), generator=generator)
+    erase = torch.rand(n, generator=generator) < cfg.erasing_p
+    area = height * width
+    # every attempt of every sample at once; a sample's box is its first attempt that fits
+    target = area * (ERASE_SL + (ERASE_SH - ERASE_SL) * torch.rand(n, ERASE_ATTEMPTS, generator=generator,
+                                                                     dtype=torch.float64))
+    aspect = ERASE_R1 + (1.0 / ERASE_R1 - ERASE_R1) * torch.rand(n, ERASE_ATTEMPTS, generator=generator,
+                                                                 dtype=torch.float64)
+    hs = torch.round(torch.sqrt(target * aspect)).long()
+    ws = torch.round(torch.sqrt(target / aspect)).long()
+    fits = (hs < height) & (ws < width)
+    first = fits.long().argmax(dim=1, keepdim=True)
+    erase &= fits.any(dim=1)  # no attempt fitted: the image is left unchanged
+    eh = hs.gather(1, first)[:, 0].where(erase, torch.zeros_like(first[:, 0]))
+    ew = ws.gather(1, first)[:, 0].where(erase, torch.zeros_like(first[:, 0]))
+    u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    etop = torch.floor(u[:, 0] * (height - eh + 1)).long().clamp_max(height - eh)
+    eleft = torch.floor(u[:, 1] * (width - ew + 1)).long().clamp_max(width - ew)
+    return AugmentParams(flip=flip, top=top, left=left, erase=erase, erase_top=etop, erase_left=eleft,
+                         erase_h=eh, erase_w=ew)
+
+
+def _resize(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
+    """uint8 (B, h, w, 3) -> uint8 (B, H, W, 3), bicubic with antialiasing (no-op at the input size)."""
+    if tuple(images.shape[1:3]) == (cfg.height, cfg.width):
+        return images
+    x = images.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(cfg.height, cfg.width), mode="bicubic", antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _normalise(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) channels-last, ``(x / 255 - mean) / std``."""
+    x = images.permute(0, 3, 1, 2).to(torch.float32) / 255
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+def eval_batch(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
+    """The test transform of a uint8 (B, h, w, 3) batch: resize if needed, normalise."""
+    return _normalise(_resize(images, cfg), cfg)
+
+
+def train_batch(images: torch.Tensor, params: AugmentParams, cfg: InputConfig) -> torch.Tensor:
+    """The train transform of a uint8 (B, h, w, 3) batch with the choices ``params``."""
+    x = _resize(images, cfg)
+    n, height, width, _ = x.shape
+    device = x.device
+    p = params.to(device)
+    pad = cfg.pad
+    # flip and crop as one gather from the zero-padded batch; the mirror of the padded image
+    # is the padded mirror (the padding is symmetric), so column c of a flipped sample is
+    # column (W + 2 pad - 1) - c of the padded original
+    padded = F.pad(x, (0, 0, pad, pad, pad, pad)) if pad else x
+    rows = p.top[:, None] + torch.arange(height, device=device)
+    cols = p.left[:, None] + torch.arange(width, device=device)
+    cols = torch.where(p.flip[:, None], width + 2 * pad - 1 - cols, cols)
+    picked = padded[torch.arange(n, device=device)[:, None], rows]  # (B, H, W + 2 pad, 3)
+    index = cols[:, None, :, None].expand(n, height, width, 3)
+    out = _normalise(torch.gather(picked, 2, index), cfg)
+    if bool(cfg.erasing_p > 0):
+        r = torch.arange(height, device=device)[None, :, None]
+        c = torch.arange(width, device=device)[None, None, :]
+        top, left = p.erase_top[:, None, None], p.erase_left[:, None, None]
+        box = ((r >= top) & (r < top + p.erase_h[:, None, None]) & (c >= left)
+               & (c < left + p.erase_w[:, None, None]) & p.erase[:, None, None])
+        fill = torch.tensor(cfg.mean, dtype=out.dtype, device=device).view(1, 3, 1, 1)
+        out = torch.where(box[:, None], fill, out)
+    return out
