@@ -94,6 +94,11 @@ class ClusterConfig(_Section):
     num_clusters: int | None = Field(
         None, gt=0, description="number of clusters, for algorithm=kmeans only"
     )
+    pair_budget: int | None = Field(
+        50_000, gt=0,
+        description="dbscan: most pair terms (image pair x shared neighbour) of the Jaccard step per image, counted "
+                    "before it runs; more stops clustering with an error (degenerate features, e.g. "
+                    "model.weights=none: ~N^2 work). Well-clustered features need ~1,000-10,000; None = no bound")
 
 
 class LossConfig(_Section):

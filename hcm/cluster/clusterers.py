@@ -50,11 +50,12 @@ class DBSCANClusterer:
     threads: int | None = None
     use_gpu: bool | None = None
     progress: bool = False
+    pair_budget: int | None = None
 
     def __call__(self, features: Any) -> tuple[np.ndarray, ClusterSummary]:
         return pseudo_labels(features, eps=self.eps, min_samples=self.min_samples, k1=self.k1,
                              k2=self.k2, threads=self.threads, use_gpu=self.use_gpu,
-                             progress=self.progress)
+                             progress=self.progress, pair_budget=self.pair_budget)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def _build_dbscan(cfg: ClusterConfig, *, seed: int, threads: int | None,
                   use_gpu: bool | None, progress: bool) -> Clusterer:
     del seed  # DBSCAN on the Jaccard distance draws no random numbers
     return DBSCANClusterer(eps=cfg.eps, min_samples=cfg.min_samples, k1=cfg.k1, k2=cfg.k2,
-                           threads=threads, use_gpu=use_gpu, progress=progress)
+                           threads=threads, use_gpu=use_gpu, progress=progress, pair_budget=cfg.pair_budget)
 
 
 @CLUSTERERS.register("kmeans")

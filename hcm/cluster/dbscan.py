@@ -17,13 +17,14 @@ logger = logging.getLogger(__name__)
 
 def pseudo_labels(features: Any, eps: float = 0.6, min_samples: int = 4, k1: int = 30,
                   k2: int = 6, *, threads: int | None = None, use_gpu: bool | None = None,
-                  progress: bool = False) -> tuple[np.ndarray, ClusterSummary]:
+                  progress: bool = False, pair_budget: int | None = None) -> tuple[np.ndarray, ClusterSummary]:
     """Cluster ``features`` (N, d) into pseudo identities; -1 marks outliers.
 
     The k-reciprocal Jaccard distance (:func:`hcm.cluster.jaccard.jaccard_distance`) is
     computed sparsely, keeping only pairs at distance <= ``eps`` (the only ones DBSCAN
     looks at), and given to scikit-learn's DBSCAN as a sparse precomputed matrix; labels
     are renumbered by first appearance, so the same features always give the same labels.
+    ``pair_budget``: see :func:`hcm.cluster.jaccard.check_neighbourhoods`.
     Returns (labels int64 (N,), :class:`ClusterSummary` with the time of each stage).
     """
     if not 0.0 < eps < 1.0:
@@ -35,7 +36,7 @@ def pseudo_labels(features: Any, eps: float = 0.6, min_samples: int = 4, k1: int
         raise ConfigError(f"min_samples={min_samples} must be >= 1 (cluster.min_samples)")
     timer = StageTimer()
     dist = jaccard_distance(features, k1=k1, k2=k2, cutoff=eps, threads=threads,
-                            use_gpu=use_gpu, timer=timer, progress=progress)
+                            use_gpu=use_gpu, timer=timer, progress=progress, pair_budget=pair_budget)
     # imported here: sklearn costs ~2 s to import, which runs that never cluster need not pay
     from sklearn.cluster import DBSCAN
 

@@ -34,6 +34,7 @@ precomputed matrix.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,6 +54,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_TRIPLES = 1 << 20
 #: entries of the dense (block rows x N) float64 accumulator of the min-sum step
 DEFAULT_ACCUMULATOR = 1 << 20
+#: seconds between progress lines of a long Jaccard step
+LOG_EVERY_S = 10.0
+#: a neighbour shared by more than this share of the images marks degenerate features
+DEGENERATE_SHARE = 0.25
+
+
+class DegenerateFeaturesError(FeatureError):
+    """The features have no neighbourhood structure; the Jaccard step would take ~N^2 time."""
 
 
 def half_k(k1: int) -> int:
@@ -207,7 +216,12 @@ def jaccard_from_weights(v: sp.csr_matrix, *, cutoff: float | None = None,
     del to_csc
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     blocks = _row_blocks(row_cost, max_triples, max(1, accumulator // max(n, 1)))
-    for r0, r1 in tqdm(blocks, desc="jaccard", unit="block", disable=not progress, leave=False):
+    last_log = time.perf_counter()
+    for b, (r0, r1) in enumerate(tqdm(blocks, desc="jaccard", unit="block", disable=not progress, leave=False)):
+        if time.perf_counter() - last_log > LOG_EVERY_S:
+            last_log = time.perf_counter()
+            logger.info("clustering: Jaccard rows %d of %d (block %d of %d), %d pairs kept so far", r0, n, b,
+                        len(blocks), sum(len(p[0]) for p in parts))
         e0, e1 = int(v.indptr[r0]), int(v.indptr[r1])
         counts = entry_count[e0:e1]
         total = int(counts.sum())
@@ -263,7 +277,8 @@ def jaccard_distance(features: object, k1: int = 30, k2: int = 6, *,
                      threads: int | None = None, use_gpu: bool | None = None,
                      cutoff: float | None = None, timer: StageTimer | None = None,
                      progress: bool = False,
-                     max_triples: int = DEFAULT_MAX_TRIPLES) -> sp.csr_matrix:
+                     max_triples: int = DEFAULT_MAX_TRIPLES,
+                     pair_budget: int | None = None) -> sp.csr_matrix:
     """k-reciprocal Jaccard distance of N features as a sparse N x N CSR matrix.
 
     ``features``: (N, d) numpy array or torch tensor of L2-normalised features (validated by
@@ -273,7 +288,10 @@ def jaccard_distance(features: object, k1: int = 30, k2: int = 6, *,
     ``eps`` needs only ``cutoff=eps`` (pairs further apart are never neighbours), which keeps
     the matrix small when the features are poorly clustered. ``threads``: faiss threads
     (default torch's); ``use_gpu``: None = a GPU flat index when available; ``timer``:
-    receives the seconds of each stage; ``max_triples``: memory bound of the last step.
+    receives the seconds of each stage; ``max_triples``: memory bound of the last step;
+    ``pair_budget``: most pair terms of the last step per image (:func:`check_neighbourhoods`;
+    None = no bound). Each stage's time and size is logged (INFO), degenerate features get a
+    warning.
     """
     if cutoff is not None and not 0.0 <= cutoff < 1.0:
         raise ConfigError(f"cutoff={cutoff} must be in [0, 1) (None: keep every pair below 1)")
@@ -296,11 +314,48 @@ def jaccard_distance(features: object, k1: int = 30, k2: int = 6, *,
             del support
     with timer.stage("query_expansion"):
         v = query_expansion(v, ranks, k2)
+    times = timer.times
+    logger.info("clustering %d features: k-NN %.1f s (%d rows re-searched for ties), reciprocal sets %.1f s, "
+                "weights %.1f s, query expansion %.1f s (%.1f weights per image)", n, times["knn"],
+                knn.researched, times["reciprocal"], times["weights"], times["query_expansion"], v.nnz / n)
+    check_neighbourhoods(v, pair_budget)
     with timer.stage("jaccard"):
         dist = jaccard_from_weights(v, cutoff=cutoff, max_triples=max_triples,
                                     progress=progress)
-    logger.debug(
-        "jaccard distance: N=%d, %d k-NN rows re-searched for ties, V nnz/row %.1f, "
-        "stored pairs/row %.1f", n, knn.researched, v.nnz / n, dist.nnz / n,
-    )
+    logger.info("clustering: Jaccard distances %.1f s, %d stored pairs (%.1f per image)",
+                timer.times["jaccard"], dist.nnz, dist.nnz / n)
     return dist
+
+
+def pair_terms(v: sp.csr_matrix) -> tuple[int, int]:
+    """(number of (i, j, k) terms of the min-sums of step 6 with j >= i, largest column of V).
+
+    Column k of V with c_k entries contributes c_k (c_k + 1) / 2 terms: the work of
+    :func:`jaccard_from_weights` (and a bound on the pairs it examines), known before it runs.
+    """
+    counts = np.bincount(v.indices, minlength=v.shape[1]).astype(np.int64)
+    return int((counts * (counts + 1) // 2).sum()), int(counts.max(initial=0))
+
+
+def check_neighbourhoods(v: sp.csr_matrix, pair_budget: int | None) -> None:
+    """Warn about degenerate features (one neighbour shared by most images) and refuse, with
+    :class:`DegenerateFeaturesError`, a Jaccard step over ``pair_budget`` terms per image."""
+    n = v.shape[0]
+    terms, hub = pair_terms(v)
+    logger.info("clustering: the Jaccard step has %d pair terms to sum (%.0f per image; largest shared "
+                "neighbourhood: %d of %d images)", terms, terms / n, hub, n)
+    degenerate = n >= 100 and hub > DEGENERATE_SHARE * n
+    if degenerate:
+        logger.warning(
+            "clustering: degenerate features: one image is in the expanded neighbourhood of %d of %d images "
+            "(%.0f%%): the model maps most images to nearly the same feature, so there is no cluster "
+            "structure to find and the Jaccard step costs ~N^2. Check model.weights (a pretrained or ImageNet "
+            "checkpoint, not 'none' or a diverged run)", hub, n, 100 * hub / n)
+    if pair_budget is not None and terms > pair_budget * n:
+        raise DegenerateFeaturesError(
+            f"clustering stopped before the Jaccard step: {terms:,} pair terms ({terms / n:,.0f} per image) exceed "
+            f"cluster.pair_budget={pair_budget:,} per image"
+            + (f"; the features are degenerate (one neighbourhood holds {hub} of {n} images)" if degenerate else "")
+            + ". Check model.weights (start from a pretrained or ImageNet checkpoint, not 'none'); to run it "
+            "anyway, raise cluster.pair_budget (time and memory grow with the terms, ~20 ns each)"
+        )

@@ -126,3 +126,55 @@ def test_parameter_errors() -> None:
         jaccard_distance(x, 6, 2, cutoff=1.0)
     with pytest.raises(Exception, match="k1=300"):
         jaccard_distance(x, 300, 6)
+
+
+def _near_duplicates(n: int = 400, d: int = 16, seed: int = 0) -> np.ndarray:
+    """What a random-init network gives: every feature nearly the same (no cluster structure)."""
+    rng = np.random.default_rng(seed)
+    x = np.ones((n, d)) + 1e-4 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_pair_terms_counts_the_min_sum_terms_by_brute_force() -> None:
+    from hcm.cluster.jaccard import pair_terms
+
+    rng = np.random.default_rng(3)
+    dense = (rng.random((30, 30)) < 0.2) * rng.random((30, 30))
+    v = sp.csr_matrix(dense)
+    want = sum(1 for i in range(30) for j in range(i, 30) for k in range(30) if dense[i, k] and dense[j, k])
+    assert pair_terms(v) == (want, int((dense > 0).sum(axis=0).max()))
+
+
+def test_degenerate_features_warn_and_stop_at_the_pair_budget(caplog) -> None:
+    import logging
+
+    from hcm.cluster.jaccard import DegenerateFeaturesError
+
+    x = _near_duplicates()
+    with caplog.at_level(logging.INFO, logger="hcm.cluster.jaccard"):
+        with pytest.raises(DegenerateFeaturesError, match=r"cluster.pair_budget=1,000.*model.weights"):
+            jaccard_distance(x, k1=20, k2=6, cutoff=0.6, pair_budget=1000)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(r.levelno == logging.WARNING and "degenerate features" in r.getMessage()
+               and "model.weights" in r.getMessage() for r in caplog.records)
+    assert any("k-NN" in m and "reciprocal sets" in m for m in messages)  # per-stage progress
+    assert any("pair terms" in m for m in messages)
+    # no budget: it runs (and stores most pairs), the warning still says what it means
+    dist = jaccard_distance(x, k1=20, k2=6, cutoff=0.6)
+    assert dist.nnz > 0.5 * x.shape[0] ** 2
+
+
+def test_clustered_features_stay_far_below_the_default_budget(caplog) -> None:
+    import logging
+
+    from hcm.config import ClusterConfig
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 32))
+    x = np.repeat(centres, 10, axis=0) + 0.3 * rng.normal(size=(400, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="hcm.cluster.jaccard"):
+        dist = jaccard_distance(x, k1=20, k2=6, cutoff=0.6, pair_budget=ClusterConfig().pair_budget)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("stored pairs" in r.getMessage() for r in caplog.records)
+    assert dist.nnz < 0.1 * 400 ** 2
