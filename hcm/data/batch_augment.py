@@ -59,24 +59,43 @@ def draw_params(n: int, cfg: InputConfig, generator: torch.Generator) -> Augment
     top = torch.randint(0, span, (n,), generator=generator)
     left = torch.randint(0, span, (n,), generator=generator)
     erase = torch.rand(n, generator=generator) < cfg.erasing_p
-    area = height * width
-    # every attempt of every sample at once; a sample's box is its first attempt that fits
-    target = area * (ERASE_SL + (ERASE_SH - ERASE_SL) * torch.rand(n, ERASE_ATTEMPTS, generator=generator,
-                                                                     dtype=torch.float64))
-    aspect = ERASE_R1 + (1.0 / ERASE_R1 - ERASE_R1) * torch.rand(n, ERASE_ATTEMPTS, generator=generator,
-                                                                 dtype=torch.float64)
-    hs = torch.round(torch.sqrt(target * aspect)).long()
-    ws = torch.round(torch.sqrt(target / aspect)).long()
-    fits = (hs < height) & (ws < width)
-    first = fits.long().argmax(dim=1, keepdim=True)
-    erase &= fits.any(dim=1)  # no attempt fitted: the image is left unchanged
-    eh = hs.gather(1, first)[:, 0].where(erase, torch.zeros_like(first[:, 0]))
-    ew = ws.gather(1, first)[:, 0].where(erase, torch.zeros_like(first[:, 0]))
+    eh, ew = _erase_sizes(n, height, width, generator)
+    erase &= eh > 0  # no attempt fitted: the image is left unchanged
+    eh, ew = eh.where(erase, 0), ew.where(erase, 0)
     u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
     etop = torch.floor(u[:, 0] * (height - eh + 1)).long().clamp_max(height - eh)
     eleft = torch.floor(u[:, 1] * (width - ew + 1)).long().clamp_max(width - ew)
     return AugmentParams(flip=flip, top=top, left=left, erase=erase, erase_top=etop, erase_left=eleft,
                          erase_h=eh, erase_w=ew)
+
+
+def _erase_sizes(n: int, height: int, width: int, generator: torch.Generator,
+                 chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box (h, w) of each sample: its first of ``ERASE_ATTEMPTS`` attempts that fits, (0, 0) if none.
+
+    Attempts are drawn ``chunk`` at a time for all samples (most fit within a few); the
+    samples still without a box draw the next chunk, until all fit or the attempts run out.
+    """
+    area = height * width
+    eh = torch.zeros(n, dtype=torch.long)
+    ew = torch.zeros(n, dtype=torch.long)
+    todo = torch.arange(n)
+    for start in range(0, ERASE_ATTEMPTS, chunk):
+        if len(todo) == 0:
+            break
+        m, k = len(todo), min(chunk, ERASE_ATTEMPTS - start)
+        target = area * (ERASE_SL + (ERASE_SH - ERASE_SL) * torch.rand(m, k, generator=generator,
+                                                                         dtype=torch.float64))
+        aspect = ERASE_R1 + (1.0 / ERASE_R1 - ERASE_R1) * torch.rand(m, k, generator=generator, dtype=torch.float64)
+        hs = torch.round(torch.sqrt(target * aspect)).long()
+        ws = torch.round(torch.sqrt(target / aspect)).long()
+        fits = (hs < height) & (ws < width)
+        found = fits.any(dim=1)
+        first = fits.long().argmax(dim=1, keepdim=True)
+        eh[todo[found]] = hs.gather(1, first)[found, 0]
+        ew[todo[found]] = ws.gather(1, first)[found, 0]
+        todo = todo[~found]
+    return eh, ew
 
 
 def _resize(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:

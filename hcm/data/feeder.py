@@ -57,9 +57,13 @@ class StoreFeeder:
 
     def gather(self, rows: np.ndarray) -> torch.Tensor:
         """uint8 (B, h, w, 3) images of store ``rows`` on the host (pinned when the device is CUDA)."""
-        pin = self.device.type == "cuda"
-        out = torch.empty((len(rows), *self.store.array.shape[1:]), dtype=torch.uint8, pin_memory=pin)
-        np.take(self.store.array, rows, axis=0, out=out.numpy())
+        shape = (len(rows), *self.store.array.shape[1:])
+        if self.device.type == "cuda":  # torch's pinned-memory cache reuses a block once its copy is done
+            out = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        else:  # numpy's allocation is reused by malloc; a fresh torch.empty page-faults each time
+            out = torch.from_numpy(np.empty(shape, dtype=np.uint8))
+        # mode="clip": rows are valid (rows_of); "raise" would copy through a temporary buffer
+        np.take(self.store.array, rows, axis=0, out=out.numpy(), mode="clip")
         return out
 
     def _upload(self, host: torch.Tensor) -> torch.Tensor:
