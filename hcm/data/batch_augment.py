@@ -107,17 +107,22 @@ def _resize(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def _normalise(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) channels-last, ``(x / 255 - mean) / std``."""
-    x = images.permute(0, 3, 1, 2).to(torch.float32) / 255
-    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+def _normalise_nhwc(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, H, W, 3), ``(x / 255 - mean) / std`` (contiguous: one pass each)."""
+    x = images.to(torch.float32) / 255
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device)
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device)
     return x.sub_(mean).div_(std)
+
+
+def _to_nchw(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) -> the (B, 3, H, W) view, which is channels-last memory."""
+    return x.permute(0, 3, 1, 2)
 
 
 def eval_batch(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
     """The test transform of a uint8 (B, h, w, 3) batch: resize if needed, normalise."""
-    return _normalise(_resize(images, cfg), cfg)
+    return _to_nchw(_normalise_nhwc(_resize(images, cfg).contiguous(), cfg))
 
 
 def train_batch(images: torch.Tensor, params: AugmentParams, cfg: InputConfig) -> torch.Tensor:
@@ -136,13 +141,17 @@ def train_batch(images: torch.Tensor, params: AugmentParams, cfg: InputConfig) -
     cols = torch.where(p.flip[:, None], width + 2 * pad - 1 - cols, cols)
     picked = padded[torch.arange(n, device=device)[:, None], rows]  # (B, H, W + 2 pad, 3)
     index = cols[:, None, :, None].expand(n, height, width, 3)
-    out = _normalise(torch.gather(picked, 2, index), cfg)
-    if bool(cfg.erasing_p > 0):
-        r = torch.arange(height, device=device)[None, :, None]
-        c = torch.arange(width, device=device)[None, None, :]
-        top, left = p.erase_top[:, None, None], p.erase_left[:, None, None]
-        box = ((r >= top) & (r < top + p.erase_h[:, None, None]) & (c >= left)
-               & (c < left + p.erase_w[:, None, None]) & p.erase[:, None, None])
-        fill = torch.tensor(cfg.mean, dtype=out.dtype, device=device).view(1, 3, 1, 1)
-        out = torch.where(box[:, None], fill, out)
-    return out
+    out = _normalise_nhwc(torch.gather(picked, 2, index), cfg)
+    if cfg.erasing_p > 0:
+        inside_r = _in_span(height, p.erase_top, p.erase_h * p.erase)  # (B, H); no rows if not erased
+        inside_c = _in_span(width, p.erase_left, p.erase_w)
+        box = inside_r[:, :, None, None] & inside_c[:, None, :, None]
+        fill = torch.tensor(cfg.mean, dtype=out.dtype, device=device)
+        out = torch.where(box, fill, out)
+    return _to_nchw(out)
+
+
+def _in_span(length: int, start: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """(B, length) bool: position in [start, start + size) of each sample."""
+    pos = torch.arange(length, device=start.device)[None, :]
+    return (pos >= start[:, None]) & (pos < (start + size)[:, None])
