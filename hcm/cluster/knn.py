@@ -1,7 +1,8 @@
 """Exact k-nearest-neighbour lists in a deterministic order (method.md, Jaccard step 1).
 
 faiss does the heavy search (brute force, i.e. a flat index: ``faiss.knn`` on CPU,
-``GpuIndexFlatIP`` when CUDA and a faiss build with GPU support are present). The order
+``GpuIndexFlatIP`` when CUDA and a faiss build with GPU support are present, else an exact
+blockwise top-k in torch on the CUDA device, :class:`TorchSearcher`). The order
 faiss gives to exactly tied neighbours is implementation-defined and its float32 scores
 carry rounding error, so its candidates are re-ranked into one documented order:
 
@@ -68,36 +69,96 @@ def faiss_threads(threads: int | None) -> Iterator[None]:
         faiss.omp_set_num_threads(previous)
 
 
-def gpu_search_available() -> bool:
-    """True when torch sees a CUDA device and faiss was built with GPU support."""
+def faiss_gpu_available() -> bool:
+    """True when faiss was built with GPU support (``pip install -e ".[gpu]"``) and sees a GPU."""
     if not hasattr(faiss, "StandardGpuResources"):
         return False
+    try:
+        return faiss.get_num_gpus() > 0
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def gpu_search_available() -> bool:
+    """True when torch sees a CUDA device: the k-NN then runs on it (faiss-gpu when importable,
+    else :class:`TorchSearcher`)."""
     import torch
 
     return bool(torch.cuda.is_available())
 
 
+@contextlib.contextmanager
+def _ieee_float32() -> Iterator[None]:
+    """Float32 matmuls in IEEE float32 on CUDA (no TF32), as :func:`faiss_error_bound` assumes."""
+    import torch
+
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+class TorchSearcher:
+    """Exact inner-product top-k in torch on ``device``, ``block`` queries at a time (float32
+    scores, no TF32; memory: block x N scores). The fallback on a GPU when faiss has no GPU
+    support; the candidates are re-ranked by :func:`exact_knn` exactly like faiss'."""
+
+    def __init__(self, database: np.ndarray, device: str | object, block: int = 4096) -> None:
+        import torch
+
+        self.device = torch.device(device)  # type: ignore[arg-type]
+        self.block = block
+        self.database = torch.from_numpy(np.ascontiguousarray(database)).to(self.device)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        scores = np.empty((len(queries), k), dtype=np.float32)
+        ids = np.empty((len(queries), k), dtype=np.int64)
+        with _ieee_float32(), torch.inference_mode():
+            for start in range(0, len(queries), self.block):
+                q = torch.from_numpy(np.ascontiguousarray(queries[start:start + self.block])).to(self.device)
+                top = torch.topk(q @ self.database.T, k, dim=1, largest=True, sorted=True)
+                scores[start:start + len(q)] = top.values.cpu().numpy()
+                ids[start:start + len(q)] = top.indices.cpu().numpy()
+        return scores, ids
+
+
 class FlatSearcher:
     """Brute-force inner-product search over ``database`` (a flat index): ``faiss.knn`` on
-    CPU, or one ``GpuIndexFlatIP`` built once and reused for every query batch."""
+    CPU; on a GPU one ``GpuIndexFlatIP`` built once and reused for every query batch when
+    faiss has GPU support, else :class:`TorchSearcher` on the CUDA device."""
 
     def __init__(self, database: np.ndarray, use_gpu: bool) -> None:
         self.database = database
         self._gpu_index = None
+        self._torch: TorchSearcher | None = None
         if use_gpu:
             if not gpu_search_available():
                 raise HCMError(
-                    "use_gpu=True but torch sees no CUDA device or faiss has no GPU support "
-                    "(install faiss-gpu); pass use_gpu=None to choose automatically"
+                    "use_gpu=True but torch sees no CUDA device; pass use_gpu=None to choose automatically"
                 )
-            self._resources = faiss.StandardGpuResources()
-            self._gpu_index = faiss.GpuIndexFlatIP(self._resources, database.shape[1])
-            self._gpu_index.add(database)
+            if faiss_gpu_available():
+                self._resources = faiss.StandardGpuResources()
+                self._gpu_index = faiss.GpuIndexFlatIP(self._resources, database.shape[1])
+                self._gpu_index.add(database)
+            else:
+                self._torch = TorchSearcher(database, "cuda")
+
+    @property
+    def backend(self) -> str:
+        if self._gpu_index is not None:
+            return "faiss-gpu"
+        return "torch-cuda" if self._torch is not None else "faiss-cpu"
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 (nq, k), descending; ids int64 (nq, k))."""
         if self._gpu_index is not None and k <= _GPU_MAX_K:
             return self._gpu_index.search(queries, k)
+        if self._torch is not None:
+            return self._torch.search(queries, k)
         return faiss.knn(queries, self.database, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
@@ -207,12 +268,15 @@ def _rank_candidates(x: np.ndarray, rows: np.ndarray, scores: np.ndarray, cand: 
 
 
 def exact_knn(features: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN,
-              use_gpu: bool | None = None, threads: int | None = None) -> KnnResult:
+              use_gpu: bool | None = None, threads: int | None = None,
+              searcher: FlatSearcher | TorchSearcher | None = None) -> KnnResult:
     """The k nearest neighbours of every row of ``features`` among all rows (itself first).
 
     ``features``: float32 (N, d) with unit rows (see :func:`hcm.cluster.features.prepare_features`);
-    ``use_gpu``: None = a GPU flat index when :func:`gpu_search_available`, else faiss on CPU;
-    ``threads``: faiss CPU threads (default torch's). Order: see the module docstring.
+    ``use_gpu``: None = on the GPU when :func:`gpu_search_available` (faiss-gpu, else torch),
+    else faiss on CPU; ``threads``: faiss CPU threads (default torch's); ``searcher``: the
+    search backend to use instead (a :class:`TorchSearcher` over ``features``, e.g. on the
+    CPU in tests). Order: see the module docstring; the same whichever backend searches.
     """
     x = np.ascontiguousarray(features, dtype=np.float32)
     n = x.shape[0]
@@ -226,7 +290,7 @@ def exact_knn(features: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN,
     width = min(n, k + margin)
     researched, rescored = -1, 0
     with faiss_threads(threads):
-        searcher = FlatSearcher(x, use_gpu)
+        searcher = searcher or FlatSearcher(x, use_gpu)
         while todo.size:
             scores, cand = searcher.search(x[todo] if todo.size < n else x, width)
             ids, dist, settled, recomputed = _rank_candidates(x, todo, scores, cand, k, n)

@@ -45,7 +45,7 @@ def evaluate_model(model: torch.nn.Module, query: pd.DataFrame, gallery: pd.Data
     return evaluate_features(
         qf, gf, query["pid"].to_numpy(), gallery["pid"].to_numpy(),
         query["camid"].to_numpy(), gallery["camid"].to_numpy(),
-        metric=eval_cfg.metric, rerank=eval_cfg.rerank,
+        metric=eval_cfg.metric, rerank=eval_cfg.rerank, device=runtime.device,
     )
 
 

@@ -9,6 +9,7 @@ from cluster_reference import dense_ranks
 from cluster_synthetic import clustered, with_ties
 
 from hcm.cluster.knn import (
+    TorchSearcher,
     csr_row_inner_products,
     exact_knn,
     faiss_error_bound,
@@ -70,12 +71,43 @@ def test_rejects_bad_k() -> None:
         exact_knn(x, 11)
 
 
-def test_gpu_request_without_gpu_faiss_is_a_clear_error() -> None:
+def test_gpu_request_without_cuda_is_a_clear_error() -> None:
     if gpu_search_available():
-        pytest.skip("this machine has GPU faiss")
+        pytest.skip("this machine has a CUDA device")
     x, _ = clustered(20, 8, 2, 0.3, seed=0)
-    with pytest.raises(HCMError, match="faiss-gpu"):
+    with pytest.raises(HCMError, match="no CUDA device"):
         exact_knn(x, 4, use_gpu=True)
+
+
+@pytest.mark.parametrize("dim", [8, 2048])
+def test_torch_blockwise_search_gives_the_faiss_lists(dim: int) -> None:
+    """The torch fallback of the GPU path (run here on the CPU, same code on CUDA): the same
+    lists and distances as faiss on CPU, ties by index; blocks smaller than N."""
+    x, _ = clustered(180, dim, 8, 0.4, seed=dim)
+    x = with_ties(x, seed=dim)
+    for k in (1, 16, 30):
+        got = exact_knn(x, k, searcher=TorchSearcher(x, "cpu", block=64))
+        want = exact_knn(x, k)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        np.testing.assert_array_equal(got.indices, dense_ranks(x, k))
+
+
+def test_torch_search_of_duplicates_orders_ties_by_index() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((5, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    x = np.repeat(base, 12, axis=0)
+    got = exact_knn(x, 8, margin=2, searcher=TorchSearcher(x, "cpu", block=7))
+    np.testing.assert_array_equal(got.indices, exact_knn(x, 8, margin=2).indices)
+
+
+@pytest.mark.skipif(not gpu_search_available(), reason="needs a CUDA device")
+def test_gpu_knn_equals_the_cpu_result() -> None:
+    x, _ = clustered(500, 256, 20, 0.4, seed=5)
+    x = with_ties(x, seed=5)
+    np.testing.assert_array_equal(exact_knn(x, 30, use_gpu=True).indices, exact_knn(x, 30, use_gpu=False).indices)
+    np.testing.assert_array_equal(exact_knn(x, 30, searcher=TorchSearcher(x, "cuda", block=100)).indices,
+                                  exact_knn(x, 30, use_gpu=False).indices)
 
 
 def test_csr_row_inner_products_match_numpy() -> None:
