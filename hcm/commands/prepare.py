@@ -53,6 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--synth-set train_ids=20 (repeatable; see docs/synthetic-generator.md)")
     p.add_argument("--synth-seed", type=int, default=None, metavar="N",
                    help="generated datasets only: generator seed (default 0)")
+    p.add_argument("--image-store", dest="store_sizes", action="append", default=[], metavar="HxW",
+                   help="also build (or check every row of, and rebuild if damaged) the decoded image store "
+                        "at this size, e.g. 256x128 (repeatable; runs otherwise build it on first use; "
+                        "see docs/datasets.md, 'Decoded image store')")
+    p.add_argument("--store-dir", metavar="DIR", default=None,
+                   help="folder of the image store (default: <parent of the dataset folder>/<NAME>.store, "
+                        "where runs look for it unless runtime.store_dir says otherwise)")
     p.add_argument("--list", action="store_true", help="list the registered datasets and exit")
     p.set_defaults(func=run)
 
@@ -82,7 +89,28 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else ds.root.parent / f"{ds.name}.index.csv"
     ds.write_index(out)
     print(format_report(ds, comparison, out))
+    for size in [parse_size(text) for text in args.store_sizes]:
+        from hcm.data.store import default_store_dir, open_store
+
+        paths = [*ds.train["path"], *ds.query["path"], *ds.gallery["path"]]
+        store = open_store(paths, size, args.store_dir or default_store_dir(ds.root, ds.name), root=ds.root,
+                           workers=args.workers, full_check=True)
+        print(f"image store: {store.path} ({len(store):,} images at {size[0]}x{size[1]}, "
+              f"{store.array.nbytes / 1e9:.2f} GB)")
     return 0
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256x128"`` -> (256, 128); anything else is an :class:`HCMError` naming the form."""
+    from hcm.errors import HCMError
+
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise HCMError(f"--image-store {text!r}: expected HEIGHTxWIDTH, e.g. 256x128") from None
+    if h < 1 or w < 1:
+        raise HCMError(f"--image-store {text!r}: height and width must be positive")
+    return h, w
 
 
 def format_report(ds: ReIDDataset, comparison: Comparison, out: Path) -> str:

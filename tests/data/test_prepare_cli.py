@@ -112,3 +112,27 @@ def test_generated_dataset_created_then_reused(tmp_path: Path, capsys):
     first = index.read_bytes()
     assert prepare(capsys, GENERATED, "--root", str(tmp_path))[1] == out
     assert index.read_bytes() == first
+
+
+def test_image_store_built_by_prepare_and_then_found_by_a_run(fake_market: Path, capsys):
+    import numpy as np
+
+    from hcm.data.dataset import ReIDDataset
+    from hcm.data.store import default_store_dir, open_store
+
+    rc, out, _ = prepare(capsys, "market1501", "--root", str(fake_market), "--image-store", "32x16",
+                         "--check-images", "none")
+    assert rc == 0 and "image store:" in out and "32x16" in out
+    index = fake_market.parent / "market1501.index.csv"
+    ds = ReIDDataset.read_index(index)
+    store_dir = default_store_dir(ds.root, ds.name)
+    assert (store_dir / "32x16.npy").is_file()
+    # a run finds the same store (same key) instead of building one
+    paths = [*ds.train["path"], *ds.query["path"], *ds.gallery["path"]]
+    before = (store_dir / "32x16.npy").stat().st_mtime_ns
+    store = open_store(paths, (32, 16), store_dir, root=ds.root, progress=False)
+    assert (store_dir / "32x16.npy").stat().st_mtime_ns == before
+    assert store.array.shape == (len(paths), 32, 16, 3) and store.array.dtype == np.uint8
+    rc, _, err = prepare(capsys, "market1501", "--root", str(fake_market), "--image-store", "32by16",
+                         "--check-images", "none")
+    assert rc != 0 and "HEIGHTxWIDTH" in err
