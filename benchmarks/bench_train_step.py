@@ -2,12 +2,14 @@
 
 Measured in one process, on the same batch shape and the same device:
 
-* full HCM step: data loader (decode + augmentation) -> forward -> L_id + L_img ->
+* full HCM step: input (the image store + batched augmentation on the device, or with
+  ``--set runtime.image_store=false`` the per-image loader) -> forward -> L_id + L_img ->
   backward -> optimiser step -> memory updates, i.e. ``Trainer._train_steps``;
 * bare step: forward + backward + optimiser step of the same model on a batch that is
   already a tensor in memory;
-* extraction: ``hcm.eval.extract_features`` over the training images (decode, resize,
-  normalise, batched inference) against bare inference on in-memory tensors.
+* extraction: the run's feature extraction over the training images (store rows normalised on
+  the device, or decode + resize + normalise per image) and batched inference, against bare
+  inference on in-memory tensors.
 
 Target (issue "HCM training"): the full step keeps at least 85% of the bare throughput;
 extraction likewise. Run ``python benchmarks/bench_train_step.py [--recipe FILE]``.
@@ -33,6 +35,7 @@ from hcm.data.transforms import build_test_transform  # noqa: E402
 from hcm.engine.setup import DataSplits, setup_runtime  # noqa: E402
 from hcm.engine.trainer import Trainer  # noqa: E402
 from hcm.eval import extract_features  # noqa: E402
+from hcm.eval.extract import extract_store_features  # noqa: E402
 from hcm.models import build_model  # noqa: E402
 
 
@@ -75,15 +78,20 @@ def main() -> None:
             bare_inference(model, xs, len(paths), amp=runtime.amp)
 
         def full_inference() -> None:
-            extract_features(model, paths, transform, batch_size=cfg.eval.batch_size, device=runtime.device,
-                             amp=runtime.amp, progress=False, cache=cache)
+            if ctx.feeder is not None:  # runtime.image_store (default): rows of the decoded store
+                extract_store_features(model, ctx.feeder, paths, batch_size=cfg.eval.batch_size, amp=runtime.amp,
+                                       progress=False)
+            else:
+                extract_features(model, paths, transform, batch_size=cfg.eval.batch_size, device=runtime.device,
+                                 amp=runtime.amp, progress=False, cache=cache)
             sync(runtime.device)
 
         n_train = args.iters * b
         t_bare, t_full = best_of(bare_steps, args.repeats), best_of(full_steps, args.repeats)
         t_ibare, t_ifull = best_of(bare_infer, args.repeats), best_of(full_inference, args.repeats)
         print(f"device {runtime.device}, AMP {runtime.amp}, {torch.get_num_threads()} threads, "
-              f"image cache {'on' if cache is not None else 'off'}, "
+              f"input: {'image store + batched augmentation on the device' if ctx.feeder is not None else 'per-image'}"
+              f"{', image cache' if cache is not None and ctx.feeder is None else ''}, "
               f"{cfg.model.arch} at {h}x{w}, batch {b} ({cfg.sampler.num_instances} per identity), "
               f"load average {os.getloadavg()[0]:.2f}")
         print(f"{'':<28}{'images/s':>10}{'bare images/s':>15}{'ratio':>8}")
