@@ -227,11 +227,48 @@ def test_gradient_accumulation_runs_micro_batches(data_index: Path, tmp_path: Pa
 
 def test_image_cache_changes_nothing_but_decoding(data_index: Path, tmp_path: Path) -> None:
     """runtime.cache_images keeps decoded images across epochs; the trained weights are identical."""
-    train(make_cfg(data_index, eval__every=0), tmp_path / "plain", progress=False)
-    train(make_cfg(data_index, eval__every=0, runtime__cache_images=True), tmp_path / "cached", progress=False)
+    train(make_cfg(data_index, eval__every=0, runtime__image_store=False), tmp_path / "plain", progress=False)
+    train(make_cfg(data_index, eval__every=0, runtime__image_store=False, runtime__cache_images=True),
+          tmp_path / "cached", progress=False)
     a = load_weights(tmp_path / "plain" / "model.pt")["model"]
     b = load_weights(tmp_path / "cached" / "model.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     timing = [c for c in history(tmp_path / "plain").columns if c.endswith("_time_s")]
     pd.testing.assert_frame_equal(history(tmp_path / "plain").drop(columns=timing),
                                   history(tmp_path / "cached").drop(columns=timing))
+
+
+def test_image_store_extraction_equals_the_per_image_path(data_index: Path, tmp_path: Path) -> None:
+    """Features from the store (resized once, normalised batched) equal those of decoding and
+    transforming each file (CPU, bit for bit); training from the store writes the store once."""
+    from hcm.engine.evaluation import extract_table
+    from hcm.engine.setup import build_feeder, load_splits, setup_runtime
+    from hcm.models import build_model
+
+    cfg = make_cfg(data_index, input__height=24, input__width=12, runtime__store_dir=str(tmp_path / "store"))
+    runtime = setup_runtime(cfg.runtime)
+    splits = load_splits(cfg.dataset, cfg.seed)
+    feeder = build_feeder(cfg, splits, runtime, progress=False)
+    assert feeder is not None and (tmp_path / "store" / "24x12.npy").is_file()
+    model = build_model(cfg.model, seed=0)
+    table = pd.concat([splits.train, splits.query], ignore_index=True)
+    a = extract_table(model, table, cfg.input, cfg.eval, runtime, feeder=feeder)
+    b = extract_table(model, table, cfg.input, cfg.eval, runtime)
+    assert torch.equal(a, b)
+    off = make_cfg(data_index, runtime__image_store=False)
+    assert build_feeder(off, splits, runtime) is None
+
+
+def test_store_and_per_image_runs_both_train_and_resume_exactly(data_index: Path, tmp_path: Path) -> None:
+    """Switching the store off gives the per-image path (different augmentation streams, so
+    different weights); each path is deterministic."""
+    cfg_off = make_cfg(data_index, eval__every=0, optim__epochs=1, runtime__image_store=False)
+    cfg_on = make_cfg(data_index, eval__every=0, optim__epochs=1)
+    train(cfg_on, tmp_path / "on1", progress=False)
+    train(cfg_on, tmp_path / "on2", progress=False)
+    train(cfg_off, tmp_path / "off", progress=False)
+    on1 = load_weights(tmp_path / "on1" / "model.pt")["model"]
+    on2 = load_weights(tmp_path / "on2" / "model.pt")["model"]
+    off = load_weights(tmp_path / "off" / "model.pt")["model"]
+    assert all(torch.equal(on1[k], on2[k]) for k in on1)
+    assert not all(torch.equal(on1[k], off[k]) for k in on1)
