@@ -94,7 +94,7 @@ class Trainer(EpochLoop):
         if cfg.labels == "true":
             labels = true_ids.copy()
         else:
-            labels, summary = build_clusterer(cfg.cluster)(feats.numpy())
+            labels, summary = build_clusterer(cfg.cluster, use_gpu=runtime.device.type == "cuda")(feats.numpy())
             log.info("epoch %d clustering: %s", epoch + 1, summary)
         row["cluster_time_s"] = time.perf_counter() - t0
         # diagnostics only: the true identities never feed back into training
