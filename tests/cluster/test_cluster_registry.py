@@ -26,7 +26,8 @@ def test_registered_algorithms() -> None:
 def test_default_config_builds_dbscan_with_its_parameters() -> None:
     cfg = ClusterConfig(eps=0.5, min_samples=3, k1=12, k2=4)
     clusterer = build_clusterer(cfg, threads=1)
-    assert clusterer == DBSCANClusterer(eps=0.5, min_samples=3, k1=12, k2=4, threads=1)
+    assert clusterer == DBSCANClusterer(eps=0.5, min_samples=3, k1=12, k2=4, threads=1,
+                                        pair_budget=cfg.pair_budget)
     x, _ = clustered(120, 16, 8, 0.2, seed=2)
     labels, summary = clusterer(x)
     expected, _ = pseudo_labels(x, eps=0.5, min_samples=3, k1=12, k2=4)
