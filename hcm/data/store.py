@@ -6,10 +6,10 @@ image in loader workers, is what limited a GPU run (issue #17: 0% GPU utilisatio
 most samples). The store decodes each image once, at one storage size, into
 
     <store_dir>/<H>x<W>.npy        uint8 (N, H, W, 3), memory-mapped read-only
-    <store_dir>/<H>x<W>.json       key, row of every path, CRC-32 of every row
+    <store_dir>/<H>x<W>.json       key, image count, CRC-32 of every row
 
 Rows are the images of the train, query and gallery splits in index order (each path
-once). The storage size is the recipe's input size, so a stored row is exactly what
+once; the key fixes that order). The storage size is the recipe's input size, so a stored row is exactly what
 :class:`hcm.data.transforms.ResizeToTensor` gives for that image (PIL bicubic), and the
 augmentation (:mod:`hcm.data.batch_augment`) has no resize to do.
 
@@ -180,7 +180,7 @@ def build_store(paths: Sequence[str], size: tuple[int, int], array_path: Path, m
                 pass
         array.flush()
     atomic_write_json(meta_path, {"version": STORE_VERSION, "key": key, "size": list(size), "count": n,
-                                  "paths": list(paths), "crc32": crcs})
+                                  "crc32": crcs})
 
 
 def open_store(paths: Sequence[str], size: tuple[int, int], directory: str | Path, *,
@@ -194,21 +194,21 @@ def open_store(paths: Sequence[str], size: tuple[int, int], directory: str | Pat
     key = store_key(paths, size, root)
     problem = verify_store(array_path, meta_path, key, len(paths), size, full=full_check)
     if problem is not None:
-        with _build_lock(array_path):
-            # another process may have built it while this one waited
-            problem = verify_store(array_path, meta_path, key, len(paths), size, full=full_check)
-            if problem is not None:
-                if problem != "missing":
-                    log.warning("image store %s is %s; rebuilding it", array_path, problem)
-                n_bytes = len(paths) * size[0] * size[1] * 3
-                log.info("building the image store %s: %d images at %dx%d (%.2f GB)", array_path, len(paths),
-                         size[0], size[1], n_bytes / 1e9)
-                try:
+        try:
+            with _build_lock(array_path):
+                # another process may have built it while this one waited
+                problem = verify_store(array_path, meta_path, key, len(paths), size, full=full_check)
+                if problem is not None:
+                    if problem != "missing":
+                        log.warning("image store %s is %s; rebuilding it", array_path, problem)
+                    n_bytes = len(paths) * size[0] * size[1] * 3
+                    log.info("building the image store %s: %d images at %dx%d (%.2f GB)", array_path,
+                             len(paths), size[0], size[1], n_bytes / 1e9)
                     build_store(paths, size, array_path, meta_path, key, workers=workers, progress=progress)
-                except OSError as exc:
-                    raise DatasetError(
-                        f"{array_path}: cannot write the image store ({exc}); set runtime.store_dir to a "
-                        "writable folder with space for it, or runtime.image_store=false") from None
+        except OSError as exc:
+            raise DatasetError(
+                f"{array_path}: cannot write the image store ({exc}); set runtime.store_dir to a writable "
+                "folder with space for it, or runtime.image_store=false") from None
     return ImageStore(array_path, np.load(array_path, mmap_mode="r"), tuple(paths))
 
 

@@ -143,3 +143,10 @@ def test_full_check_finds_damage_the_sampled_check_may_miss(tmp_path: Path) -> N
     del arr
     assert store_mod.verify_store(array_path, meta_path, key, 200, (8, 4)) is None
     assert "row" in store_mod.verify_store(array_path, meta_path, key, 200, (8, 4), full=True)
+
+
+def test_unwritable_store_folder_is_a_clear_error(images: list[str], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DatasetError, match="runtime.store_dir"):
+        open_store(images, SIZE, blocker / "store", progress=False)
