@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -204,7 +205,9 @@ def open_store(paths: Sequence[str], size: tuple[int, int], directory: str | Pat
                     n_bytes = len(paths) * size[0] * size[1] * 3
                     log.info("building the image store %s: %d images at %dx%d (%.2f GB)", array_path,
                              len(paths), size[0], size[1], n_bytes / 1e9)
+                    t0 = time.perf_counter()
                     build_store(paths, size, array_path, meta_path, key, workers=workers, progress=progress)
+                    log.info("built the image store %s in %.1f s", array_path, time.perf_counter() - t0)
         except OSError as exc:
             raise DatasetError(
                 f"{array_path}: cannot write the image store ({exc}); set runtime.store_dir to a writable "
