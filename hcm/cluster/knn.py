@@ -304,7 +304,9 @@ def exact_knn(features: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN,
             if todo.size:
                 if width >= n:  # every point was a candidate: only a faiss fault gets here
                     raise RuntimeError(f"faiss returned incomplete k-NN lists for rows {todo[:10]}")
-                logger.debug("k-NN: %d rows have ties at the boundary; searching %d candidates",
-                             todo.size, min(n, 2 * width))
+                # a wide re-search means many (near-)duplicate features: say so, it can take a while
+                logger.log(logging.INFO if 2 * width >= 256 else logging.DEBUG,
+                           "k-NN: %d of %d rows have ties at the boundary; searching %d candidates "
+                           "(many near-identical features?)", todo.size, n, min(n, 2 * width))
                 width = min(n, 2 * width)
     return KnnResult(indices=indices, sqdist=sqdist, researched=researched, rescored=rescored)
