@@ -109,7 +109,7 @@ def _resize(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
 
 def _normalise_nhwc(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float32 (B, H, W, 3), ``(x / 255 - mean) / std`` (contiguous: one pass each)."""
-    x = images.to(torch.float32) / 255
+    x = images.to(torch.float32).div_(255)  # in place: the same division as ``/ 255``, no second buffer
     mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device)
     std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device)
     return x.sub_(mean).div_(std)
@@ -125,30 +125,64 @@ def eval_batch(images: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
     return _to_nchw(_normalise_nhwc(_resize(images, cfg).contiguous(), cfg))
 
 
-def train_batch(images: torch.Tensor, params: AugmentParams, cfg: InputConfig) -> torch.Tensor:
-    """The train transform of a uint8 (B, h, w, 3) batch with the choices ``params``."""
+def train_batch(images: torch.Tensor, params: AugmentParams, cfg: InputConfig, *,
+                vectorised: bool | None = None) -> torch.Tensor:
+    """The train transform of a uint8 (B, h, w, 3) batch with the choices ``params``.
+
+    ``vectorised`` (default: on any device but the CPU) crops and erases with whole-batch
+    index ops (a few kernels on a GPU); otherwise with one slice copy per sample, which on a
+    CPU moves only the bytes kept. Both give the same tensor (tested).
+    """
     x = _resize(images, cfg)
-    n, height, width, _ = x.shape
-    device = x.device
-    p = params.to(device)
-    pad = cfg.pad
-    # flip and crop as one gather from the zero-padded batch; the mirror of the padded image
-    # is the padded mirror (the padding is symmetric), so column c of a flipped sample is
-    # column (W + 2 pad - 1) - c of the padded original
-    padded = F.pad(x, (0, 0, pad, pad, pad, pad)) if pad else x
+    if vectorised is None:
+        vectorised = x.device.type != "cpu"
+    p = params.to(x.device)
+    padded = F.pad(x, (0, 0, cfg.pad, cfg.pad, cfg.pad, cfg.pad)) if cfg.pad else x
+    cropped = _crop_vectorised(padded, p, cfg) if vectorised else _crop_loop(padded, p, cfg)
+    out = _normalise_nhwc(cropped, cfg)
+    if cfg.erasing_p > 0:
+        fill = torch.tensor(cfg.mean, dtype=out.dtype, device=out.device)
+        out = _erase_vectorised(out, p, fill) if vectorised else _erase_loop(out, p, fill)
+    return _to_nchw(out)
+
+
+def _crop_vectorised(padded: torch.Tensor, p: AugmentParams, cfg: InputConfig) -> torch.Tensor:
+    """Flip and crop as one gather from the zero-padded batch. The mirror of the padded image
+    is the padded mirror (the padding is symmetric), so column c of a flipped sample is column
+    (W + 2 pad - 1) - c of the padded original."""
+    n, height, width, device = padded.shape[0], cfg.height, cfg.width, padded.device
     rows = p.top[:, None] + torch.arange(height, device=device)
     cols = p.left[:, None] + torch.arange(width, device=device)
-    cols = torch.where(p.flip[:, None], width + 2 * pad - 1 - cols, cols)
+    cols = torch.where(p.flip[:, None], width + 2 * cfg.pad - 1 - cols, cols)
     picked = padded[torch.arange(n, device=device)[:, None], rows]  # (B, H, W + 2 pad, 3)
-    index = cols[:, None, :, None].expand(n, height, width, 3)
-    out = _normalise_nhwc(torch.gather(picked, 2, index), cfg)
-    if cfg.erasing_p > 0:
-        inside_r = _in_span(height, p.erase_top, p.erase_h * p.erase)  # (B, H); no rows if not erased
-        inside_c = _in_span(width, p.erase_left, p.erase_w)
-        box = inside_r[:, :, None, None] & inside_c[:, None, :, None]
-        fill = torch.tensor(cfg.mean, dtype=out.dtype, device=device)
-        out = torch.where(box, fill, out)
-    return _to_nchw(out)
+    return torch.gather(picked, 2, cols[:, None, :, None].expand(n, height, width, 3))
+
+
+def _crop_loop(padded: torch.Tensor, p: AugmentParams, cfg: InputConfig) -> torch.Tensor:
+    """:func:`_crop_vectorised` with one slice copy per sample."""
+    out = torch.empty((padded.shape[0], cfg.height, cfg.width, 3), dtype=padded.dtype, device=padded.device)
+    for i, (top, left, flip) in enumerate(zip(p.top.tolist(), p.left.tolist(), p.flip.tolist(), strict=True)):
+        window = padded[i, top:top + cfg.height]
+        if flip:  # columns right to left: the window of the mirrored padded image
+            stop = padded.shape[2] - left
+            window = window[:, stop - cfg.width:stop].flip(1)
+        else:
+            window = window[:, left:left + cfg.width]
+        out[i] = window
+    return out
+
+
+def _erase_vectorised(out: torch.Tensor, p: AugmentParams, fill: torch.Tensor) -> torch.Tensor:
+    inside_r = _in_span(out.shape[1], p.erase_top, p.erase_h * p.erase)  # (B, H); no rows if not erased
+    inside_c = _in_span(out.shape[2], p.erase_left, p.erase_w)
+    return torch.where(inside_r[:, :, None, None] & inside_c[:, None, :, None], fill, out)
+
+
+def _erase_loop(out: torch.Tensor, p: AugmentParams, fill: torch.Tensor) -> torch.Tensor:
+    for i in torch.nonzero(p.erase).flatten().tolist():
+        top, left = int(p.erase_top[i]), int(p.erase_left[i])
+        out[i, top:top + int(p.erase_h[i]), left:left + int(p.erase_w[i])] = fill
+    return out
 
 
 def _in_span(length: int, start: torch.Tensor, size: torch.Tensor) -> torch.Tensor:

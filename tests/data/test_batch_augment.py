@@ -172,3 +172,16 @@ def test_erasing_box_sampler_matches_cluster_contrasts_get_params() -> None:
     assert new.erase.float().mean() > 0.99
     assert stats.ks_2samp(old_h, new.erase_h.numpy()).pvalue > 1e-3
     assert stats.ks_2samp(old_w, new.erase_w.numpy()).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_loop_and_vectorised_paths_give_the_same_tensor(pad: int) -> None:
+    """The CPU path (slice per sample) and the GPU path (whole-batch gathers) agree exactly."""
+    cfg = InputConfig(height=32, width=16, pad=pad)
+    imgs = _batch(48, seed=4)
+    params = draw_params(48, cfg, torch.Generator().manual_seed(8))
+    a = train_batch(imgs, params, cfg, vectorised=True)
+    b = train_batch(imgs, params, cfg, vectorised=False)
+    assert torch.equal(a, b)
+    for i in range(len(imgs)):
+        assert torch.equal(b[i], _per_image(imgs[i], params, i, cfg)), i
