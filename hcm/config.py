@@ -140,7 +140,7 @@ class EvalConfig(_Section):
 class RuntimeConfig(_Section):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     amp: Literal["auto", "on", "off"] = "auto"
-    workers: int = Field(0, ge=0, description="data-loader worker processes")
+    workers: int = Field(0, ge=0, description="data-loader worker processes (image_store=false only: the store needs none)")
     cache_images: bool = Field(
         False, description="keep decoded images in memory across epochs (small datasets, workers=0); "
                            "used only with image_store=false")

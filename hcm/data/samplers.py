@@ -3,7 +3,9 @@
 Each batch holds ``P = batch_size // K`` pseudo identities with ``K = num_instances``
 images each (method.md, "Pipeline" step 5). For DataLoader use it as
 ``DataLoader(dataset, batch_sampler=sampler)``: it yields lists of ``(index, aug_seed)``
-that :class:`hcm.data.images.ImageDataset` turns into reproducibly augmented images, so
+that :class:`hcm.data.images.ImageDataset` turns into reproducibly augmented images (with
+the image store, :class:`hcm.data.feeder.StoreFeeder` augments the whole batch from one
+generator seeded with the batch's first seed), so
 the sampled indices *and* their augmentations are a pure function of the seed,
 independent of the number of loader workers.
 """
