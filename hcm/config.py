@@ -98,7 +98,8 @@ class ClusterConfig(_Section):
         50_000, gt=0,
         description="dbscan: most pair terms (image pair x shared neighbour) of the Jaccard step per image, counted "
                     "before it runs; more stops clustering with an error (degenerate features, e.g. "
-                    "model.weights=none: ~N^2 work). Well-clustered features need ~1,000-10,000; None = no bound")
+                    "model.weights=none: ~N^2 work), as does a k-NN tie search wider than 2,048 candidates per image "
+                    "(near-identical features). Well-clustered features need ~1,000-10,000; None = no bound")
 
 
 class LossConfig(_Section):

@@ -40,6 +40,11 @@ class FeatureError(HCMError):
     """Features handed to a clusterer are malformed (wrong shape, non-finite, zero rows)."""
 
 
+class DegenerateFeaturesError(FeatureError):
+    """The features have no neighbourhood structure (near-identical features, one giant
+    neighbourhood): clustering them would take ~N^2 time and find nothing."""
+
+
 class FeatureNormWarning(UserWarning):
     """Features were not L2-normalised and have been normalised."""
 

@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from hcm.cluster.features import FeatureError, prepare_features
+from hcm.cluster.features import DegenerateFeaturesError, FeatureError, prepare_features
 from hcm.cluster.knn import csr_row_inner_products, exact_knn, faiss_threads
 from hcm.cluster.summary import StageTimer
 from hcm.errors import ConfigError
@@ -56,12 +56,11 @@ DEFAULT_MAX_TRIPLES = 1 << 20
 DEFAULT_ACCUMULATOR = 1 << 20
 #: seconds between progress lines of a long Jaccard step
 LOG_EVERY_S = 10.0
+#: with a pair budget: most k-NN candidates per row searched to settle ties (near-identical
+#: features make every distance a tie and the search widen to all N: N x N memory)
+KNN_MAX_WIDTH = 2048
 #: a neighbour shared by more than this share of the images marks degenerate features
 DEGENERATE_SHARE = 0.25
-
-
-class DegenerateFeaturesError(FeatureError):
-    """The features have no neighbourhood structure; the Jaccard step would take ~N^2 time."""
 
 
 def half_k(k1: int) -> int:
@@ -290,7 +289,8 @@ def jaccard_distance(features: object, k1: int = 30, k2: int = 6, *,
     (default torch's); ``use_gpu``: None = a GPU flat index when available; ``timer``:
     receives the seconds of each stage; ``max_triples``: memory bound of the last step;
     ``pair_budget``: most pair terms of the last step per image (:func:`check_neighbourhoods`;
-    None = no bound). Each stage's time and size is logged (INFO), degenerate features get a
+    None = no bound); with a budget, the k-NN search for ties also stops at ``KNN_MAX_WIDTH``
+    candidates per row. Each stage's time and size is logged (INFO), degenerate features get a
     warning.
     """
     if cutoff is not None and not 0.0 <= cutoff < 1.0:
@@ -302,7 +302,8 @@ def jaccard_distance(features: object, k1: int = 30, k2: int = 6, *,
         check_params(n, k1, k2)
     with faiss_threads(threads):
         with timer.stage("knn"):
-            knn = exact_knn(x, k1, threads=threads, use_gpu=use_gpu)
+            knn = exact_knn(x, k1, threads=threads, use_gpu=use_gpu,
+                            max_width=None if pair_budget is None else KNN_MAX_WIDTH)
             ranks = knn.indices
         with timer.stage("reciprocal"):
             s = k_reciprocal_sets(ranks, k1)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from hcm.cluster.features import DegenerateFeaturesError
 from hcm.errors import HCMError
 
 logger = logging.getLogger(__name__)
@@ -269,7 +270,8 @@ def _rank_candidates(x: np.ndarray, rows: np.ndarray, scores: np.ndarray, cand: 
 
 def exact_knn(features: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN,
               use_gpu: bool | None = None, threads: int | None = None,
-              searcher: FlatSearcher | TorchSearcher | None = None) -> KnnResult:
+              searcher: FlatSearcher | TorchSearcher | None = None,
+              max_width: int | None = None) -> KnnResult:
     """The k nearest neighbours of every row of ``features`` among all rows (itself first).
 
     ``features``: float32 (N, d) with unit rows (see :func:`hcm.cluster.features.prepare_features`);
@@ -277,6 +279,8 @@ def exact_knn(features: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN,
     else faiss on CPU; ``threads``: faiss CPU threads (default torch's); ``searcher``: the
     search backend to use instead (a :class:`TorchSearcher` over ``features``, e.g. on the
     CPU in tests). Order: see the module docstring; the same whichever backend searches.
+    ``max_width``: most candidates per row to settle ties; rows that need more (near-identical
+    features) raise :class:`hcm.cluster.features.DegenerateFeaturesError` (None: up to all N).
     """
     x = np.ascontiguousarray(features, dtype=np.float32)
     n = x.shape[0]
@@ -308,5 +312,11 @@ def exact_knn(features: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN,
                 logger.log(logging.INFO if 2 * width >= 256 else logging.DEBUG,
                            "k-NN: %d of %d rows have ties at the boundary; searching %d candidates "
                            "(many near-identical features?)", todo.size, n, min(n, 2 * width))
+                if max_width is not None and min(n, 2 * width) > max_width:
+                    raise DegenerateFeaturesError(
+                        f"k-NN stopped: {todo.size} of {n} features tie with more than {width} neighbours "
+                        "(near-identical features: the model maps most images to the same point). Check "
+                        "model.weights (start from a pretrained or ImageNet checkpoint, not 'none'); to run "
+                        "it anyway, set cluster.pair_budget to null (memory grows to N x N)")
                 width = min(n, 2 * width)
     return KnnResult(indices=indices, sqdist=sqdist, researched=researched, rescored=rescored)

@@ -122,3 +122,15 @@ def test_csr_row_inner_products_match_numpy() -> None:
     expected = np.einsum("nd,nd->n", x[rows].astype(np.float64), x[indices].astype(np.float64))
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_near_identical_features_stop_the_tie_search_at_max_width() -> None:
+    from hcm.cluster.features import DegenerateFeaturesError
+
+    rng = np.random.default_rng(0)
+    x = np.ones((400, 16)) + 1e-9 * rng.standard_normal((400, 16))  # every distance a float32 tie
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    with pytest.raises(DegenerateFeaturesError, match=r"more than \d+ neighbours.*model.weights"):
+        exact_knn(x, 20, max_width=64)
+    full = exact_knn(x, 20)  # no bound: settles every tie by index, searching all N
+    assert full.indices[5].tolist() == [5, *[j for j in range(21) if j != 5][:19]]
