@@ -13,10 +13,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
 CONFIG = REPO / "workflow" / "config" / "config.yaml"
+PROFILES = REPO / "workflow" / "profiles"
 
 
 def workflow_config() -> dict:
     return yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+
+
+def suite_runs(suite: str) -> list[tuple[str, str, int]]:
+    """(dataset, variant, seed) of every main run a suite trains (its variants and reference rows)."""
+    cfg = workflow_config()["suites"][suite]
+    return [(d, v, s) for d in cfg["datasets"] for v in [*cfg["variants"], *cfg["reference"]] for s in cfg["seeds"]]
 
 
 def stub_recipes(folder: Path) -> Path:
@@ -33,13 +40,18 @@ def stub_recipes(folder: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, config: dict[str, str] | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """`snakemake --snakefile REPO/Snakefile --directory WORKDIR ARGS --config K=V ...`."""
+              timeout: float = 300, workflow_profile: str | Path = "none",
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`snakemake --snakefile REPO/Snakefile --directory WORKDIR ARGS --config K=V ...`.
+
+    ``workflow_profile``: a profile folder (e.g. :data:`PROFILES` / "default"), or "none" (the default);
+    ``env``: variables added to this process's environment.
+    """
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-           "--workflow-profile", "none", *args]
+           "--workflow-profile", str(workflow_profile), *args]
     if config:
         cmd += ["--config", *[f"{k}={v}" for k, v in config.items()]]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -1,6 +1,7 @@
 """The whole `smoke` DAG end to end: prepare -> pretrain -> train (+ evaluate) -> aggregate -> report + MLflow.
 
-Runs the real commands on the smoke suite's tiny synthetic data and recipes, then checks
+Runs the real commands on the smoke suite's tiny synthetic data and recipes (once per test
+session, through workflow/profiles/default: fixture ``smoke_run`` in conftest.py), then checks
 the tables, figures and README, the MLflow runs (through mlflow.search_runs), that a second
 invocation does nothing, and that deleting one run re-runs only that run and what depends on it.
 """
@@ -12,22 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow.smk import check_suite_outputs, job_counts, snakemake, workflow_config
+from tests.workflow.smk import (
+    check_suite_outputs,
+    job_counts,
+    snakemake,
+    suite_runs,
+    workflow_config,
+)
 
 SUITE = "smoke"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("smoke")
-    res = snakemake(work, "--cores", "2", config={"suite": SUITE}, timeout=900)
-    return work, res
-
-
 def expected_runs() -> list[tuple[str, str, int]]:
-    cfg = workflow_config()["suites"][SUITE]
-    return [(d, v, s) for d in cfg["datasets"] for v in [*cfg["variants"], *cfg["reference"]] for s in cfg["seeds"]]
+    return suite_runs(SUITE)
 
 
 def test_smoke_dag_end_to_end(smoke_run) -> None:
