@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.workflow.smk import job_counts, shell_commands, snakemake, stub_recipes, workflow_config
+from tests.workflow.smk import (
+    PROFILES,
+    job_counts,
+    shell_commands,
+    snakemake,
+    stub_recipes,
+    workflow_config,
+)
 
 try:  # the shared builders of fake real-dataset trees (tests/fake_datasets.py), once merged
     from tests.fake_datasets import make_all as make_fake_real_datasets
@@ -130,3 +138,48 @@ def test_lint_is_clean(tmp_path: Path, recipes: Path) -> None:
     res = snakemake(tmp_path, "--lint", config={"recipes_dir": recipes})
     out = res.stdout + res.stderr
     assert res.returncode == 0 and "Congratulations, your workflow is in a good condition" in out, out
+
+
+def _job_resources(out: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job in a dry run's log."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        res = re.search(r"^\s*resources: (.*)$", block, re.M)
+        if m and res:
+            jobs.append((m.group(1), dict(kv.split("=", 1) for kv in res.group(1).split(", "))))
+    return jobs
+
+
+def test_paper_suite_through_the_slurm_profile_asks_for_gpus(tmp_path: Path, recipes: Path) -> None:
+    """The paper suite's pretrain/train jobs carry gpu=1 through the SLURM profile, which the executor
+    turns into sbatch's --gpus=1; CPU jobs ask for no GPU. (tests/workflow/test_slurm.py runs the profile.)"""
+    plugin = pytest.importorskip("snakemake_executor_plugin_slurm.utils",
+                                 reason="snakemake-executor-plugin-slurm is not installed")
+    data = tmp_path / "datasets"
+    make_fake_real_datasets(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    res = snakemake(work, "-n", "--profile", str(PROFILES / "slurm"),
+                    config={"suite": "paper", "data_root": data, "recipes_dir": recipes})
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    jobs = _job_resources(out)
+    rules = [rule for rule, _ in jobs]
+    assert rules.count("train") == 4 * 7 * 3 and rules.count("prepare") == 4
+
+    class Job:  # what the executor reads of a job: its resources
+        def __init__(self, resources: dict[str, str]) -> None:
+            self.resources = _Resources({k: int(v) if v.isdigit() else v for k, v in resources.items()})
+
+    for rule, resources in jobs:
+        gres = plugin.set_gres_string(Job(resources)).strip()
+        if rule in ("train", "pretrain"):
+            assert resources["gpu"] == "1" and gres == "--gpus=1", (rule, resources)
+        else:
+            assert resources.get("gpu", "0") == "0" and gres == "", (rule, resources)
+
+
+class _Resources(dict):
+    def __getattr__(self, name: str):
+        return self[name]
