@@ -18,6 +18,12 @@ concurrent writers). The layout in MLflow:
 - artifacts: ``config.yaml``, ``metrics.json``, ``epochs.csv``, ``train_summary.json``,
   ``cmc.png``, ``train.log`` when present, and ``curves.png`` (written by ``hcm train``; drawn
   here for a run directory that lacks it).
+- times: the run starts and ends when its training did (:func:`run_times`, from
+  ``train_summary.json``), not when it is logged, so the UI's Created and Duration are true;
+- input: the run's dataset as an MLflow dataset (:func:`dataset_input`: name, digest of its
+  ``index.csv``, the index's path as source, its columns and split sizes);
+- the experiment carries :data:`EXPERIMENT_TAGS` (MLflow 3's UI opens it on its runs table
+  instead of the GenAI overview).
 
 Logging is idempotent: a run directory is hashed (:func:`content_hash`); when the store
 already holds a finished run with the same key and hash nothing is logged; when the
@@ -63,6 +69,10 @@ CURVES_FILE = "curves.png"
 FINAL_METRICS: tuple[str, ...] = ("mAP", "mINP", "rank1", "rank5", "rank10")
 EXTRA_METRICS: tuple[str, ...] = ("train_wall_time_s", "eval_time_s", "num_valid_queries", "num_queries",
                                   "num_gallery")
+#: experiment tags: a model-training experiment (MLflow 3 reads the kind to choose the UI's first page)
+EXPERIMENT_TAGS: dict[str, str] = {"mlflow.experimentKind": "custom_model_development"}
+#: hex digits of the SHA-256 of a dataset's index.csv kept as its MLflow digest (MLflow stores at most 36)
+DIGEST_LENGTH = 16
 # MLflow's limits per log_batch call
 _MAX_METRICS, _MAX_PARAMS, _MAX_PARAM_LEN = 1000, 100, 6000
 
@@ -174,9 +184,13 @@ def init_store(tracking_uri: str, experiment: str, artifact_root: str | Path | N
                 root = Path(artifact_root).expanduser().resolve()
                 root.mkdir(parents=True, exist_ok=True)
                 location = root.as_uri()
-            exp_id = client.create_experiment(experiment, artifact_location=location, tags=tags)
+            exp_id = client.create_experiment(experiment, artifact_location=location,
+                                              tags={**EXPERIMENT_TAGS, **(tags or {})})
             exp = client.get_experiment(exp_id)
             logger.info("created MLflow experiment %s (id %s) in %s", experiment, exp_id, tracking_uri)
+        for key, value in EXPERIMENT_TAGS.items():  # also on experiments created before these tags
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return {"tracking_uri": tracking_uri, "experiment": experiment,
                 "experiment_id": exp.experiment_id, "artifact_location": exp.artifact_location}
 
@@ -191,18 +205,24 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's resolved ``config.yaml`` ({} when absent)."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return config if isinstance(config, dict) else {}
+
+
 def run_payload(run_dir: Path) -> tuple[dict[str, str], list[tuple[str, float, int]], dict[str, Any]]:
     """Params (flattened config), metrics as (name, value, step), and the metrics.json content."""
     import pandas as pd
-    import yaml
 
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         raise HCMError(f"{metrics_path}: not found; run `hcm evaluate --run {run_dir}` before logging")
     metrics = _read_json(metrics_path)
-    config_path = run_dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    params = flatten(config or {})
+    params = flatten(_read_config(run_dir))
     values: list[tuple[str, float, int]] = []
     epochs_path = run_dir / "epochs.csv"
     if epochs_path.is_file() and epochs_path.stat().st_size > 0:
@@ -237,6 +257,62 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def _millis(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def run_times(run_dir: str | Path) -> tuple[int, int] | None:
+    """(start, end) of a run's training in milliseconds since the epoch, from ``train_summary.json``.
+
+    The end is its ``finished_at`` (UTC, written by the trainer; the file's modification time
+    for summaries written without it), the start ``wall_time_s`` earlier (for a resumed run:
+    the summed time of its sessions). None without a training summary.
+    """
+    from datetime import datetime
+
+    path = Path(run_dir) / "train_summary.json"
+    summary = _read_json(path)
+    if not summary:
+        return None
+    finished = summary.get("finished_at")
+    try:
+        end = datetime.fromisoformat(finished).timestamp() if finished else path.stat().st_mtime
+    except (TypeError, ValueError):
+        raise HCMError(f"{path}: finished_at={finished!r} is not an ISO 8601 time; re-run the training") from None
+    wall = summary.get("wall_time_s")
+    wall = float(wall) if isinstance(wall, (int, float)) and not isinstance(wall, bool) and wall >= 0 else 0.0
+    return _millis(end - wall), _millis(end)
+
+
+def dataset_input(config: dict[str, Any], run_dir: Path) -> Any | None:
+    """The run's dataset as an MLflow ``DatasetInput`` (context ``train``), from ``config.yaml``'s
+    ``dataset.name`` and ``dataset.index``: digest = the first :data:`DIGEST_LENGTH` hex digits of
+    the index file's SHA-256, source = the index's path, schema = its columns, profile = rows per
+    split. None (with a warning) when the config names no index or the file is not there."""
+    import pandas as pd
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = (config or {}).get("dataset") or {}
+    name, index = dataset.get("name"), dataset.get("index")
+    if not name or not index:
+        return None
+    path = Path(index)
+    if not path.is_file():
+        logger.warning("%s: dataset index %s not found (from %s/config.yaml); no dataset input logged",
+                       run_dir, index, run_dir)
+        return None
+    data = path.read_bytes()
+    table = pd.read_csv(path)
+    schema = {"mlflow_colspec": [{"name": str(c), "type": "string"} for c in table.columns]}
+    profile = {"num_rows": len(table)}
+    if "split" in table:
+        profile.update({f"{k}_rows": int(v) for k, v in table["split"].value_counts(sort=False).items()})
+    entity = Dataset(name=str(name), digest=hashlib.sha256(data).hexdigest()[:DIGEST_LENGTH],
+                     source_type="local", source=json.dumps({"uri": str(path.resolve())}),
+                     schema=json.dumps(schema), profile=json.dumps(profile))
+    return DatasetInput(dataset=entity, tags=[InputTag(key="mlflow.data.context", value="train")])
+
+
 def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: str,
                 tags: dict[str, str] | None = None) -> LoggedRun:
     """Log one run directory into ``experiment_id`` (idempotent; see the module docstring)."""
@@ -265,20 +341,25 @@ def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: s
         if key in metrics:
             all_tags.setdefault(key, str(metrics[key]))
     run_name = run_key.split("/", 1)[1] if "/" in run_key else run_key
-    run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+    times = run_times(run_dir)
+    start, end = times if times else (None, None)
+    run = client.create_run(experiment_id, start_time=start, tags=all_tags, run_name=run_name)
     run_id = run.info.run_id
     try:
-        now = int(time.time() * 1000)
+        stamp = end if end is not None else _millis(time.time())
         for chunk in _chunks([Param(k, v) for k, v in params.items()], _MAX_PARAMS):
             client.log_batch(run_id, params=chunk)
-        for chunk in _chunks([Metric(n, v, now, s) for n, v, s in values], _MAX_METRICS):
+        for chunk in _chunks([Metric(n, v, stamp, s) for n, v, s in values], _MAX_METRICS):
             client.log_batch(run_id, metrics=chunk)
+        dataset = dataset_input(_read_config(run_dir), run_dir)
+        if dataset is not None:
+            client.log_inputs(run_id, datasets=[dataset])
         for name in ARTIFACT_FILES:
             if (run_dir / name).is_file():
                 client.log_artifact(run_id, str(run_dir / name))
         _log_curves_plot(client, run_id, run_dir, run_name)
         client.log_batch(run_id, tags=[RunTag(HASH_TAG, digest)])
-        client.set_terminated(run_id, "FINISHED")
+        client.set_terminated(run_id, "FINISHED", end_time=end)
     except Exception:
         client.set_terminated(run_id, "FAILED")
         raise

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ class Trainer(EpochLoop):
             "wall_time_s": round(wall_s, 3), "device": str(ctx.runtime.device), "amp": ctx.runtime.amp,
             "dataset": cfg.dataset.name, "variant": cfg.variant, "seed": cfg.seed,
             "environment": describe_environment(ctx.runtime.device),
+            # when training ended (UTC); it started wall_time_s earlier (the sum over resumed sessions)
+            "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
         atomic_write_json(self.paths.summary, summary)
         log.info("finished %s: %s checkpoint of epoch %d in %.1f s", self.paths.root, selection, epoch, wall_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,13 @@ def history(run: Path) -> pd.DataFrame:
 def test_two_epoch_run_writes_every_file_and_evaluates(data_index: Path, tmp_path: Path) -> None:
     cfg = make_cfg(data_index)
     run = tmp_path / "run"
+    began = datetime.now(UTC)
     summary = train(cfg, run, progress=False)
+    ended = datetime.now(UTC)
     assert summary["status"] == "ok" and summary["selection"] == "final" and summary["selected_epoch"] == 2
+    # when training ended (MLflow's run times come from it), within the call, after wall_time_s of training
+    finished = datetime.fromisoformat(summary["finished_at"])
+    assert began <= finished <= ended and summary["wall_time_s"] <= (finished - began).total_seconds()
     for name in ("config.yaml", "epochs.csv", "checkpoints/last.pt", "model.pt", "train_summary.json"):
         assert (run / name).is_file(), name
     # what it was trained on, as written (torch's CPU kernels differ by instruction set)

@@ -46,8 +46,12 @@ def cmc_curve(rank1: float, n: int = 50) -> list[float]:
 
 def write_run(run_dir: Path, dataset: str, variant: str, seed: int, *, mAP: float | None = None,
               n_epochs: int = 4, overrides: dict[str, Any] | None = None, dataset_root: str = "data",
-              index: str | None = None, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+              index: str | None = None, environment: dict[str, Any] | None = None,
+              finished_at: str | None = "2026-11-27T10:00:00.000+00:00") -> dict[str, Any]:
     """Write a finished run directory; returns its metrics.json content.
+
+    ``finished_at``: when training ended, as ``train_summary.json`` records it (None: not recorded,
+    as in summaries written before the field existed); it took ``60 + seed`` seconds.
 
     ``environment``: what ``train_summary.json`` and ``metrics.json`` record about the machine
     (default: this one, :func:`hcm.utils.environment.describe_environment`).
@@ -78,6 +82,8 @@ def write_run(run_dir: Path, dataset: str, variant: str, seed: int, *, mAP: floa
     summary = {"status": "ok", "selected_epoch": epochs, "selection": "final" if adapt else "initial",
                "epochs": epochs, "wall_time_s": 60.0 + seed, "device": "cpu",
                "environment": describe_environment("cpu") if environment is None else environment}
+    if finished_at is not None:
+        summary["finished_at"] = finished_at
     (run_dir / "train_summary.json").write_text(json.dumps(summary), encoding="utf-8")
     rank1 = min(1.0, mAP + 0.2)
     cmc = cmc_curve(rank1)

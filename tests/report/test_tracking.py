@@ -150,3 +150,71 @@ def test_sqlite_store_lock_serialises_processes(tmp_path: Path) -> None:
     assert (tmp_path / "mlflow.db.lock").is_file()
     with store_lock("http://server:5000"):  # other stores: no lock file, no waiting
         pass
+
+
+def test_runs_carry_their_training_times_dataset_and_the_experiment_kind(tmp_path: Path) -> None:
+    """Created/Duration in the UI are the training's (not the logging's); the dataset is an MLflow
+    dataset input; the experiment opens on its runs; the runs sort by mAP."""
+    import hashlib
+    from datetime import datetime
+
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from hcm.tracking import init_store
+
+    base = tmp_path / "results" / "smoke"
+    index = base / "data" / "synth-market" / "index.csv"
+    index.parent.mkdir(parents=True)
+    index.write_text("split,path,pid,camid\ntrain,a.png,1,0\ntrain,b.png,2,1\nquery,c.png,3,0\n", encoding="utf-8")
+    runs = {}
+    for variant, seed, finished in [("hcm", 0, "2026-11-27T10:00:00.000+00:00"),
+                                    ("baseline", 1, "2026-11-27T11:30:00.250+00:00"),
+                                    ("untrained", 0, None)]:
+        run = base / "runs" / "synth-market" / variant / f"seed{seed}"
+        write_run(run, "synth-market", variant, seed, index=str(index), finished_at=finished)
+        runs[variant] = (run, seed, finished)
+    # a summary written before finished_at existed: the file's modification time is the end
+    old_end = datetime.fromisoformat("2026-11-20T08:00:00+00:00").timestamp()
+    os.utime(runs["untrained"][0] / "train_summary.json", (old_end, old_end))
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    # an experiment created before the kind tag existed gets it too
+    MlflowClient(uri).create_experiment("hcm-smoke")
+    log_runs(uri, "smoke", [r for r, _, _ in runs.values()], base=base)
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("hcm-smoke")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert init_store(uri, "hcm-other", tmp_path / "art")["experiment"] == "hcm-other"
+    assert client.get_experiment_by_name("hcm-other").tags["mlflow.experimentKind"] == "custom_model_development"
+
+    mlflow.set_tracking_uri(uri)
+    df = mlflow.search_runs(experiment_names=["hcm-smoke"], order_by=["metrics.mAP DESC"])
+    # sorted by mAP: hcm (0.60) > baseline (0.56) > untrained (0.30)
+    assert list(df["tags.variant"]) == ["hcm", "baseline", "untrained"]
+    for _, row in df.iterrows():
+        run_dir, seed, finished = runs[row["tags.variant"]]
+        end = datetime.fromisoformat(finished).timestamp() if finished else old_end
+        assert row["end_time"] == pd.Timestamp(end, unit="s", tz="UTC")
+        assert (row["end_time"] - row["start_time"]).total_seconds() == pytest.approx(60.0 + seed)
+        run = client.get_run(row["run_id"])
+        assert run.info.start_time == round((end - 60.0 - seed) * 1000) and run.info.end_time == round(end * 1000)
+        assert client.get_metric_history(row["run_id"], "mAP")[0].timestamp == run.info.end_time
+        (inp,) = run.inputs.dataset_inputs
+        assert inp.dataset.name == "synth-market"
+        assert inp.dataset.digest == hashlib.sha256(index.read_bytes()).hexdigest()[:16]
+        assert json.loads(inp.dataset.source) == {"uri": str(index.resolve())}
+        assert json.loads(inp.dataset.profile) == {"num_rows": 3, "train_rows": 2, "query_rows": 1}
+        assert [c["name"] for c in json.loads(inp.dataset.schema)["mlflow_colspec"]] == ["split", "path", "pid", "camid"]
+        assert {t.key: t.value for t in inp.tags} == {"mlflow.data.context": "train"}
+
+
+def test_a_run_without_its_dataset_index_is_logged_without_dataset_input(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    run = tmp_path / "runs" / "synth-market" / "hcm" / "seed0"
+    write_run(run, "synth-market", "hcm", 0, index=str(tmp_path / "moved" / "index.csv"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (logged,) = log_runs(uri, "smoke", [run], base=tmp_path)
+    assert MlflowClient(uri).get_run(logged.run_id).inputs.dataset_inputs == []

@@ -119,3 +119,26 @@ def check_suite_outputs(workdir: Path, suite: str, runs: list[tuple[str, str, in
         assert abs(100 * row["metrics.mAP"] - mAP) < 1e-3  # MLflow holds fractions, results.csv percent
         assert row["params.variant"] == row["tags.variant"]
         assert row["status"] == "FINISHED"
+    check_mlflow_runs_tell_the_truth(workdir, suite)
+
+
+def check_mlflow_runs_tell_the_truth(workdir: Path, suite: str) -> None:
+    """The suite's experiment opens on its runs; each run's start and end are its training's, its
+    dataset is logged as an MLflow dataset input."""
+    import json
+    from datetime import datetime
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'results' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(f"hcm-{suite}")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([exp.experiment_id])
+    assert runs
+    for run in runs:
+        summary = json.loads((workdir / run.data.tags["run_dir"] / "train_summary.json").read_text())
+        end = datetime.fromisoformat(summary["finished_at"]).timestamp()
+        assert run.info.end_time == round(end * 1000)
+        assert run.info.start_time == round((end - summary["wall_time_s"]) * 1000)
+        (inp,) = run.inputs.dataset_inputs
+        assert inp.dataset.name == run.data.tags["dataset"] and len(inp.dataset.digest) == 16
