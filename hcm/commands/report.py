@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = actions.add_parser("aggregate", help="run directories -> results.csv, cmc.csv, curves.csv, runs.csv")
     a.add_argument("--out-dir", required=True, type=Path, help="folder for the tidy CSV files")
     a.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (with metrics.json)")
+    a.add_argument("--benchmark", dest="benchmarks", action="append", default=[], type=Path, metavar="TSV",
+                   help="a job's Snakemake benchmark file, <benchmark-root>/<rule>/<job>.tsv (repeat); "
+                        "written to jobs.csv, the reports' compute table")
+    a.add_argument("--benchmark-root", type=Path, default=None,
+                   help="folder of the benchmark files (default: two levels above the first one)")
     a.set_defaults(func=run_aggregate)
 
     b = actions.add_parser("build", help="tables (md/tex/csv), figures and README from aggregated CSVs")
@@ -54,6 +59,13 @@ def run_aggregate(args: argparse.Namespace) -> int:
     agg = aggregate(args.runs)
     paths = write_aggregate(agg, args.out_dir)
     print(f"{len(agg.results)} runs -> {paths['results']}")
+    if args.benchmarks:
+        from hcm.report.aggregate import write_csv
+        from hcm.report.compute import JOBS_FILE, job_records
+
+        root = args.benchmark_root or args.benchmarks[0].parent.parent
+        jobs = write_csv(job_records(args.benchmarks, root), args.out_dir / JOBS_FILE)
+        print(f"{len(args.benchmarks)} jobs' compute records -> {jobs}")
     return 0
 
 

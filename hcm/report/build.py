@@ -13,6 +13,7 @@ from tqdm import tqdm
 from hcm.errors import HCMError
 from hcm.report import figures, tables
 from hcm.report.aggregate import FILES, read_results
+from hcm.report.compute import JOBS_FILE, compute_table, job_records_from_csv
 from hcm.report.published import load_published
 from hcm.report.readme import render_readme
 from hcm.report.style import order_datasets
@@ -77,6 +78,10 @@ def build_reports(tables_dir: str | Path, figures_dir: str | Path, readme: str |
 
     built = [tables.main_table(results, suite=suite), tables.ablation_table(results, suite=suite),
              tables.published_table(results, pub, suite=suite)]
+    job_records = None
+    if (tables_dir / JOBS_FILE).is_file():  # the jobs' benchmark records, when the workflow collected them
+        job_records = job_records_from_csv(tables_dir / JOBS_FILE)
+        built.append(compute_table(job_records, suite=suite))
     for table in built:
         written.tables[table.name] = tables.write_table(table, tables_dir)
 
@@ -88,7 +93,7 @@ def build_reports(tables_dir: str | Path, figures_dir: str | Path, readme: str |
         written.figures[key] = draw(figures_dir / names[key])
 
     text = render_readme(suite=suite, results=results, runs=runs, tables={t.name: t for t in built},
-                         table_paths=written.tables, figure_paths=written.figures, readme=readme)
+                         table_paths=written.tables, figure_paths=written.figures, readme=readme, jobs=job_records)
     written.readme = atomic_write_text(readme, text)
     logger.info("wrote %d files for the %s suite", len(written.all()), suite)
     return written

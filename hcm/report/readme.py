@@ -86,8 +86,12 @@ def _command(suite: str) -> str:
 
 
 def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tables: Mapping[str, object],
-                  table_paths: Mapping[str, list[Path]], figure_paths: Mapping[str, Path], readme: Path) -> str:
-    """Markdown index of a suite's reports (tables inline, figures embedded, files linked)."""
+                  table_paths: Mapping[str, list[Path]], figure_paths: Mapping[str, Path], readme: Path,
+                  jobs: pd.DataFrame | None = None) -> str:
+    """Markdown index of a suite's reports (tables inline, figures embedded, files linked).
+
+    ``jobs``: the jobs' compute records (``jobs.csv``); with them and a ``compute`` table, a
+    Compute section follows the run counts."""
     datasets = order_datasets(results["dataset"].unique())
     variants = order_variants(results["variant"].unique())
     seeds = sorted(results["seed"].unique())
@@ -125,6 +129,16 @@ def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tabl
                  "unless the run's config says so (`docs/method.md`, \"Evaluation protocol\").")
     lines.append("")
 
+    if "compute" in tables and jobs is not None:
+        from hcm.report.compute import JOBS_FILE, jobs_markdown
+
+        table = tables["compute"]
+        files = " · ".join(f"[{p.suffix.lstrip('.')}]({_rel(p, readme)})" for p in table_paths.get("compute", []))
+        per_job = _rel(Path(table_paths["compute"][0]).parent / JOBS_FILE, readme)
+        lines += ["## Compute", "", table.caption, "", table.markdown, f"Files: {files} · per job: [{JOBS_FILE}]({per_job})",
+                  "", f"<details><summary>Per job ({len(jobs)} jobs)</summary>", "", jobs_markdown(jobs),
+                  "</details>", ""]
+
     titles = {"main": "Main table", "ablation": "Ablation", "published": "Published numbers beside ours"}
     for name in ("main", "ablation", "published"):
         if name not in tables:
@@ -158,6 +172,8 @@ def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tabl
         .format(_rel(Path(table_paths["main"][0]).parent / "curves.csv", readme)),
         "| [`runs.csv`]({}) | provenance per run: reported checkpoint, times, query counts, device, and the CPU, GPU and torch version it was trained with |"
         .format(_rel(Path(table_paths["main"][0]).parent / "runs.csv", readme)),
+        *(["| [`jobs.csv`]({}) | compute per job (prepare, pretrain, train): wall time, CPU time, peak memory, from Snakemake's `benchmark:` files |"
+            .format(_rel(Path(table_paths["main"][0]).parent / "jobs.csv", readme))] if jobs is not None else []),
         "",
         "## Reproduce and browse",
         "",

@@ -98,10 +98,10 @@ def check_suite_outputs(workdir: Path, suite: str, runs: list[tuple[str, str, in
     # every run was trained here: one machine, named with torch's CPU instruction set
     n_runs = len(results)
     assert f"({torch.backends.cpu.get_cpu_capability()}), torch {metadata.version('torch')}: {n_runs} runs" in readme
-    files = [f"tables/{t}.{ext}" for t in ("main", "ablation", "published") for ext in ("md", "tex", "csv")]
+    files = [f"tables/{t}.{ext}" for t in ("main", "ablation", "published", "compute") for ext in ("md", "tex", "csv")]
     files += [f"figures/cmc_{d}.png" for d in cfg["datasets"]] + ["figures/ablation.png"]
     files += [f"figures/training_{d}.png" for d in cfg["datasets"]]
-    files += [f"tables/{name}.csv" for name in ("results", "cmc", "curves", "runs")]
+    files += [f"tables/{name}.csv" for name in ("results", "cmc", "curves", "runs", "jobs")]
     for rel in files:
         assert (reports / rel).is_file(), rel
         assert f"]({rel})" in readme, f"README.md does not link {rel}"

@@ -210,11 +210,26 @@ def artifact_args():
 
 
 def aggregate_outputs():
-    return {name: f"{TABLES}/{name}.csv" for name in ("results", "cmc", "curves", "runs")}
+    return {name: f"{TABLES}/{name}.csv" for name in ("results", "cmc", "curves", "runs", "jobs")}
+
+
+TABLE_NAMES = ("main", "ablation", "published", "compute")
 
 
 def table_outputs():
-    return [f"{TABLES}/{t}.{ext}" for t in ("main", "ablation", "published") for ext in ("md", "tex", "csv")]
+    return [f"{TABLES}/{t}.{ext}" for t in TABLE_NAMES for ext in ("md", "tex", "csv")]
+
+
+def benchmark_root():
+    return f"{RES}/benchmarks"
+
+
+def benchmark_files():
+    """The benchmark files of the suite's main jobs (prepare, pretrain, train): the compute table's input."""
+    files = [f"{benchmark_root()}/prepare/{d}.tsv" for d in DATA_SOURCES]
+    if PRETRAIN:
+        files.append(f"{benchmark_root()}/pretrain/{PRETRAIN['source']}.tsv")
+    return files + [f"{benchmark_root()}/train/{d}/{v}/seed{s}.tsv" for d in DATASETS for v in VARIANTS for s in SEEDS]
 
 
 def figure_outputs():

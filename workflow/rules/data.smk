@@ -7,6 +7,8 @@ rule prepare:
         meta=f"{RES}/data/{{dataset}}/index.csv.json",
     log:
         f"{RES}/logs/prepare/{{dataset}}.log",
+    benchmark:
+        f"{RES}/benchmarks/prepare/{{dataset}}.tsv"
     params:
         root=lambda w: shlex.quote(data_root(w.dataset)),
         extra=" ".join(shlex.quote(a) for a in S.get("prepare_args", [])),

@@ -1,9 +1,11 @@
-# aggregate (all runs -> results.csv and companions) and report (tables, figures, README).
+# aggregate (all runs -> results.csv and companions; the jobs' benchmark files -> jobs.csv) and
+# report (tables, among them the compute table, figures, README).
 
 
 rule aggregate:
     input:
         metrics=[f"{run}/metrics.json" for run in main_runs()],
+        benchmarks=benchmark_files(),
     output:
         **aggregate_outputs(),
     log:
@@ -11,6 +13,8 @@ rule aggregate:
     params:
         out_dir=lambda w, output: os.path.dirname(output.results),
         runs=lambda w, input: " ".join(shlex.quote(os.path.dirname(m)) for m in input.metrics),
+        benchmarks=lambda w, input: f"--benchmark-root {shlex.quote(benchmark_root())} "
+        + " ".join(f"--benchmark {shlex.quote(b)}" for b in input.benchmarks),
     threads: rule_resources("report")["threads"]
     resources:
         mem_mb=rule_resources("report")["mem_mb"],
@@ -18,7 +22,7 @@ rule aggregate:
     conda:
         CONDA_ENV
     shell:
-        "hcm report aggregate --out-dir {params.out_dir} {params.runs} > {log} 2>&1"
+        "hcm report aggregate --out-dir {params.out_dir} {params.benchmarks} {params.runs} > {log} 2>&1"
 
 
 rule report:
@@ -30,7 +34,7 @@ rule report:
         tables=[
             report(f"{TABLES}/{t}.{ext}", caption=f"../report/table_{t}.rst", category="Tables",
                    subcategory=t, labels={"table": t, "format": ext})
-            for t in ("main", "ablation", "published") for ext in ("md", "tex", "csv")
+            for t in TABLE_NAMES for ext in ("md", "tex", "csv")
         ],
         cmc=[
             report(f"{FIGURES}/cmc_{d}.png", caption="../report/cmc.rst", category="Figures",

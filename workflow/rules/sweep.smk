@@ -14,6 +14,8 @@ use rule train as train_sweep with:
         plot=f"{RES}/sweep/{{dataset}}/{{knob}}={{value}}/seed{{seed}}/cmc.png",
     log:
         f"{RES}/logs/sweep/train/{{dataset}}/{{knob}}={{value}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/sweep/train/{{dataset}}/{{knob}}={{value}}/seed{{seed}}.tsv"
     params:
         out_dir=lambda w, output: os.path.dirname(output.summary),
         sets=lambda w: train_sets(w.dataset, SWEEP.get("variant", "hcm"), w.seed, sweep_extra(w)),

@@ -6,6 +6,9 @@
 # run, a sixth of the default suite's time. Deleting a run's metrics.json re-runs its train
 # job, which resumes from checkpoints/last.pt and only evaluates again.
 #
+# Each job's wall time, CPU time and peak memory go to <results>/<suite>/benchmarks/<rule>/...tsv
+# (Snakemake's `benchmark:`); `hcm report aggregate` collects them into jobs.csv, the report's compute table.
+#
 # Both continue an interrupted run from its last checkpoint (--resume). The run's
 # config.yaml is deliberately not a declared output: Snakemake deletes declared outputs
 # before re-running a job, and `hcm train --resume` compares the stored config.yaml with
@@ -21,6 +24,8 @@ rule pretrain:
         summary=f"{RES}/pretrain/{{source}}/summary.json",
     log:
         f"{RES}/logs/pretrain/{{source}}.log",
+    benchmark:
+        f"{RES}/benchmarks/pretrain/{{source}}.tsv"
     params:
         out_dir=lambda w, output: os.path.dirname(output.checkpoint),
         sets=lambda w: sets([
@@ -50,6 +55,8 @@ rule train:
         plot=f"{RES}/runs/{{dataset}}/{{variant}}/seed{{seed}}/cmc.png",
     log:
         f"{RES}/logs/train/{{dataset}}/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/train/{{dataset}}/{{variant}}/seed{{seed}}.tsv"
     params:
         out_dir=lambda w, output: os.path.dirname(output.summary),
         sets=lambda w: train_sets(w.dataset, w.variant, w.seed),
