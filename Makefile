@@ -30,4 +30,5 @@ lint: install
 	$(BIN)/snakemake --lint
 
 mlflow-ui: install
+	@echo "runs table: http://127.0.0.1:5000/#/experiments/<id>?workflowType=machine_learning (or the sidebar's 'Model training' switch)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///results/mlflow.db

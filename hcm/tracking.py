@@ -22,8 +22,10 @@ concurrent writers). The layout in MLflow:
   ``train_summary.json``), not when it is logged, so the UI's Created and Duration are true;
 - input: the run's dataset as an MLflow dataset (:func:`dataset_input`: name, digest of its
   ``index.csv``, the index's path as source, its columns and split sizes);
-- the experiment carries :data:`EXPERIMENT_TAGS` (MLflow 3's UI opens it on its runs table
-  instead of the GenAI overview).
+- the experiment carries :data:`EXPERIMENT_TAGS`: MLflow 3's experiment kind, model training.
+  (MLflow 3.17's UI does not read it: its experiment page follows the sidebar's GenAI / Model
+  training switch, GenAI by default; ``#/experiments/<id>?workflowType=machine_learning``
+  opens the runs table.)
 
 Logging is idempotent: a run directory is hashed (:func:`content_hash`); when the store
 already holds a finished run with the same key and hash nothing is logged; when the
@@ -69,7 +71,7 @@ CURVES_FILE = "curves.png"
 FINAL_METRICS: tuple[str, ...] = ("mAP", "mINP", "rank1", "rank5", "rank10")
 EXTRA_METRICS: tuple[str, ...] = ("train_wall_time_s", "eval_time_s", "num_valid_queries", "num_queries",
                                   "num_gallery")
-#: experiment tags: a model-training experiment (MLflow 3 reads the kind to choose the UI's first page)
+#: experiment tags: MLflow 3's experiment kind, a model-training experiment (see the module docstring)
 EXPERIMENT_TAGS: dict[str, str] = {"mlflow.experimentKind": "custom_model_development"}
 #: hex digits of the SHA-256 of a dataset's index.csv kept as its MLflow digest (MLflow stores at most 36)
 DIGEST_LENGTH = 16
