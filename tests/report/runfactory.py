@@ -100,6 +100,17 @@ def write_run(run_dir: Path, dataset: str, variant: str, seed: int, *, mAP: floa
     return metrics
 
 
+BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def write_benchmark(path: Path, wall: float, rss: float | str, cpu: float | str) -> Path:
+    """A job's benchmark file as Snakemake 9's `benchmark:` writes it (one record; "NA" = not measured)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(BENCHMARK_HEADER + f"{wall:.4f}\t0:00:{int(wall):02d}\t{rss}\t90.0\t50.0\t55.0\t0.0\t1.0\t80.0\t{cpu}\n",
+                    encoding="utf-8")
+    return path
+
+
 def write_suite(root: Path, datasets: list[str], variants: list[str], seeds: list[int]) -> list[Path]:
     """``root/<dataset>/<variant>/seed<seed>`` for every combination; returns the run directories."""
     dirs = []

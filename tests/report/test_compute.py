@@ -12,15 +12,7 @@ import pytest
 
 from hcm.errors import HCMError
 from hcm.report.compute import compute_table, job_records, read_benchmark, rule_totals
-
-HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-
-
-def write_benchmark(path: Path, wall: float, rss: float | str, cpu: float | str) -> Path:
-    """A benchmark file as Snakemake 9 writes it (one record)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + f"{wall:.4f}\t0:00:{int(wall):02d}\t{rss}\t90.0\t50.0\t55.0\t0.0\t1.0\t80.0\t{cpu}\n")
-    return path
+from tests.report.runfactory import write_benchmark
 
 
 @pytest.fixture

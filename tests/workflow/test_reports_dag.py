@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.runfactory import write_run
+from tests.report.runfactory import write_benchmark, write_run
 from tests.workflow.smk import (
     check_suite_outputs,
     job_counts,
@@ -44,20 +44,24 @@ def fake_finished_runs(work: Path, recipes: Path) -> list[tuple[str, str, int]]:
         folder.mkdir(parents=True)
         (folder / "index.csv").write_text("path,pid,camid,orig_pid,split\n")
         (folder / "index.csv.json").write_text("{}\n")
-        set_mtime([folder / "index.csv", folder / "index.csv.json"], t0 + 10)
+        bench = write_benchmark(res / "benchmarks" / "prepare" / f"{d}.tsv", 5.0, 150.0, 4.0)
+        set_mtime([folder / "index.csv", folder / "index.csv.json", bench], t0 + 10)
     pre = res / "pretrain" / cfg["pretrain"]["source"]
     pre.mkdir(parents=True)
     (pre / "checkpoint.pt").write_bytes(b"checkpoint")
     (pre / "summary.json").write_text("{}\n")
-    set_mtime([pre / "checkpoint.pt", pre / "summary.json"], t0 + 20)
+    bench = write_benchmark(res / "benchmarks" / "pretrain" / f"{cfg['pretrain']['source']}.tsv", 60.0, 900.0, 100.0)
+    set_mtime([pre / "checkpoint.pt", pre / "summary.json", bench], t0 + 20)
     runs = []
     for d in cfg["datasets"]:
         for v in [*cfg["variants"], *cfg["reference"]]:
             for s in cfg["seeds"]:
                 run = res / "runs" / d / v / f"seed{s}"
-                write_run(run, d, v, s, dataset_root=str(res / "data" / d))
+                write_run(run, d, v, s, dataset_root=str(res / "data" / d),
+                          index=f"results/{SUITE}/data/{d}/index.csv")
+                bench = write_benchmark(res / "benchmarks" / "train" / d / v / f"seed{s}.tsv", 20.0 + s, 500.0, 18.0)
                 set_mtime([run / f for f in ("config.yaml", "train_summary.json", "model.pt", "epochs.csv")], t0 + 30)
-                set_mtime([run / "metrics.json", run / "cmc.png"], t0 + 40)
+                set_mtime([run / "metrics.json", run / "cmc.png", bench], t0 + 40)
                 runs.append((d, v, s))
     return runs
 
