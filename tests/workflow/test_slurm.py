@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -120,4 +119,3 @@ def test_smoke_suite_on_slurm_matches_the_local_run(slurm_cluster, smoke_run, tm
     for name in ("results.csv", "cmc.csv", "main.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(work / tables / name), pd.read_csv(local_work / tables / name),
                                       check_exact=True, obj=name)
-    shutil.rmtree(work / "results" / SUITE / "data", ignore_errors=True)
