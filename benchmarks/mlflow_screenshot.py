@@ -14,6 +14,7 @@ see :func:`experiment_route` for why the URL names the UI's "Model training" vie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -73,9 +75,10 @@ def chromium() -> str:
     raise SystemExit("no chromium on PATH; install it (Debian: apt-get install chromium)")
 
 
-def screenshot(db: Path, experiment: str, out: Path, *, width: int, height: int, wait_ms: int) -> Path:
-    exp_id = experiment_id(db, experiment)
-    browser = chromium()
+@contextlib.contextmanager
+def mlflow_ui(db: Path) -> Iterator[str]:
+    """``mlflow ui`` on the SQLite store ``db`` at 127.0.0.1 (a free port); yields its base URL and
+    stops it (its process group: the server and the workers it forked) on the way out."""
     port = free_port()
     base = f"http://{HOST}:{port}"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -86,21 +89,12 @@ def screenshot(db: Path, experiment: str, out: Path, *, width: int, height: int,
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         wait_until_up(f"{base}/health", server, timeout=120)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as profile:
-            cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                   f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                   f"--virtual-time-budget={wait_ms}", f"--screenshot={out.resolve()}",
-                   f"{base}/{experiment_route(exp_id)}"]
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-        if res.returncode != 0 or not out.is_file():
-            raise SystemExit(f"chromium failed ({res.returncode}): {res.stderr[-2000:]}")
+        yield base
     except BaseException:
         log.seek(0)
         sys.stderr.write(log.read().decode(errors="replace")[-3000:])
         raise
     finally:
-        # the server and the workers it forked: the process group this script started
         with _ignore_missing():
             os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -110,6 +104,28 @@ def screenshot(db: Path, experiment: str, out: Path, *, width: int, height: int,
                 os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+def browse(url: str, *args: str, width: int = 1800, height: int = 800, wait_ms: int = 20000) -> str:
+    """Run headless Chromium on ``url`` with ``args`` (e.g. ``--screenshot=FILE``, ``--dump-dom``)
+    after giving the page ``wait_ms`` of virtual time to load; returns its standard output."""
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               f"--user-data-dir={profile}", f"--window-size={width},{height}",
+               f"--virtual-time-budget={wait_ms}", *args, url]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    if res.returncode != 0:
+        raise SystemExit(f"chromium failed ({res.returncode}): {res.stderr[-2000:]}")
+    return res.stdout
+
+
+def screenshot(db: Path, experiment: str, out: Path, *, width: int, height: int, wait_ms: int) -> Path:
+    route = experiment_route(experiment_id(db, experiment))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with mlflow_ui(db) as base:
+        browse(f"{base}/{route}", f"--screenshot={out.resolve()}", width=width, height=height, wait_ms=wait_ms)
+    if not out.is_file():
+        raise SystemExit(f"chromium wrote no {out}")
     return out
 
 

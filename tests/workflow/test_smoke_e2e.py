@@ -8,12 +8,18 @@ invocation does nothing, and that deleting one run re-runs only that run and wha
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.workflow.smk import (
+    REPO,
     check_suite_outputs,
     job_counts,
     snakemake,
@@ -82,3 +88,58 @@ def test_smoke_sweep_reuses_the_suite_and_trains_like_a_main_run(smoke_run, tmp_
     assert len(pd.read_csv(copy / "results" / SUITE / "mlflow" / "sweep_runs.csv")) == n
     again = snakemake(copy, "sweep", "-n", config={"suite": SUITE})
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _chromium_or_skip() -> None:
+    """Chromium for the UI check: Debian's package, installed when missing (root, apt-get)."""
+    if any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("no chromium, and not root with apt-get to install it (apt-get install chromium)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    ok = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True).returncode == 0
+    if not ok:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        ok = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env,
+                            capture_output=True).returncode == 0
+    if not ok:
+        pytest.skip("apt-get install chromium failed")
+
+
+def _seconds(text: str) -> float:
+    """MLflow UI durations ('14ms', '6.6s', '2.1min', '1.5h') in seconds."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|min|h)", text)
+    assert m, text
+    return float(m.group(1)) * {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}[m.group(2)]
+
+
+def test_mlflow_ui_shows_the_runs_with_their_training_times(smoke_run) -> None:
+    """The real `mlflow ui` on the smoke store, read by headless Chromium (benchmarks/mlflow_screenshot.py):
+    the experiment's runs table lists every run with its training time as Duration and its dataset."""
+    work, res = smoke_run
+    assert res.returncode == 0
+    _chromium_or_skip()
+    spec = importlib.util.spec_from_file_location("mlflow_screenshot", REPO / "benchmarks" / "mlflow_screenshot.py")
+    ui = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ui)
+    db = work / "results" / "mlflow.db"
+    route = ui.experiment_route(ui.experiment_id(db, f"hcm-{SUITE}"))
+    with ui.mlflow_ui(db) as base:
+        dom = ui.browse(f"{base}/{route}", "--dump-dom")
+    cells = [t.strip() for t in re.sub(r"<[^>]+>", "\n", dom).splitlines() if t.strip()]
+    names = [c for c in cells if re.fullmatch(r"[\w-]+/[\w-]+/seed\d+", c)]  # the rows, in table order
+    assert sorted(names) == sorted(f"{d}/{v}/seed{s}" for d, v, s in expected_runs())
+    durations = [c for c in cells if re.fullmatch(r"\d+(\.\d+)?(ms|s|min|h)", c)]
+    assert len(durations) == len(names)
+    for name, shown in zip(names, durations, strict=True):
+        summary = json.loads((work / "results" / SUITE / "runs" / name / "train_summary.json").read_text())
+        # the UI rounds to 2 significant digits
+        assert _seconds(shown) == pytest.approx(summary["wall_time_s"], rel=0.06, abs=0.002), (name, shown)
+    assert cells.count(f"{expected_runs()[0][0]} ({_index_digest(work)})") == len(names)
+
+
+def _index_digest(work: Path) -> str:
+    import hashlib
+
+    index = work / "results" / SUITE / "data" / expected_runs()[0][0] / "index.csv"
+    return hashlib.sha256(index.read_bytes()).hexdigest()[:16]
