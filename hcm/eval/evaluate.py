@@ -46,10 +46,12 @@ def feature_magnitude(x: torch.Tensor) -> float:
 def distances_are_finite(q: torch.Tensor, g: torch.Tensor) -> bool:
     """Refuse non-finite features (:class:`HCMError`); True when every entry is below
     ``FINITE_DISTANCE_BOUND``, so their distances are finite and need no per-block check."""
-    magnitude = max(feature_magnitude(q), feature_magnitude(g))
-    if not math.isfinite(magnitude):
-        raise HCMError("features contain NaN or infinite values; the model diverged or an image was unreadable")
-    return magnitude < FINITE_DISTANCE_BOUND
+    # each side checked on its own: Python's max() drops a NaN in its second argument
+    for name, x in (("query", q), ("gallery", g)):
+        if not math.isfinite(feature_magnitude(x)):
+            raise HCMError(f"{name} features contain NaN or infinite values; the model diverged (lower "
+                           "optim.lr or check model.weights) or an image was unreadable")
+    return max(feature_magnitude(q), feature_magnitude(g)) < FINITE_DISTANCE_BOUND
 
 
 def evaluate_features(

@@ -105,3 +105,19 @@ def test_huge_euclidean_features_overflowing_to_inf_are_refused():
     gf = np.full((4, 3), -1e30, dtype=np.float32)
     with pytest.raises(HCMError, match="NaN or infinite"):
         evaluate_features(qf, gf, [1, 2], [1, 2, 1, 2], [0, 0], [1, 1, 1, 1], metric="euclidean")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("everywhere", [True, False])
+def test_non_finite_gallery_features_alone_are_refused(bad, everywhere):
+    """Issue 21, case 1: NaN only in the gallery once scored an all-NaN gallery mAP = rank-1 = mINP = 1.0."""
+    rng = np.random.default_rng(0)
+    qf = rng.normal(size=(6, 8)).astype("f4")
+    gf = rng.normal(size=(20, 8)).astype("f4")
+    if everywhere:
+        gf[:] = bad
+    else:
+        gf[13, 5] = bad
+    with pytest.raises(HCMError, match="gallery features contain NaN or infinite"):
+        evaluate_features(qf, gf, np.arange(6) % 3, np.arange(20) % 5, np.zeros(6, int), np.ones(20, int),
+                          progress=False)
