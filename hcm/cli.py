@@ -2,7 +2,8 @@
 
 Each subcommand lives in ``hcm/commands/<name>.py`` and exposes
 ``register(subparsers)``; heavy imports happen inside the command, so ``hcm --help``
-is fast. User errors (:class:`hcm.errors.HCMError`) print one line and exit 2.
+is fast. User errors (:class:`hcm.errors.HCMError`) and file-system failures (``OSError``)
+print one line and exit 2; a run that finished without training exits 3.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except HCMError as exc:
         print(f"hcm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # a file-system failure the user can fix (read-only or full disk, symlink loop, a file where a
+        # folder belongs): one line naming the path; -v shows the traceback
+        if args.verbose:
+            raise
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f) or "a file"
+        print(f"hcm {args.command}: error: {where}: {exc.strerror or exc}; check that this path exists, "
+              "is what the command expects and is writable (rerun with -v for the traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hcm {args.command}: interrupted", file=sys.stderr)

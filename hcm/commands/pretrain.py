@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_pretrain_config(args.config, args.overrides)
     log_to_file(args.out_dir / "pretrain.log")
-    summary = pretrain(cfg, args.out_dir, resume=args.resume, progress=not args.no_progress)
+    summary = pretrain(cfg, args.out_dir, resume=args.resume, progress=not args.no_progress,
+                        overwrite=args.overwrite, allow_change=tuple(args.allow_change))
     extra = f", source mAP {100 * summary['source_mAP']:.1f}%" if "source_mAP" in summary else ""
     print(f"{args.out_dir / 'checkpoint.pt'}: {summary['epochs']} epochs ({summary['wall_time_s']:.0f} s){extra}")
     return 0

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from hcm.commands._common import add_config_args, log_to_file
+
+#: exit status of a run that finished without training (status not_trained in train_summary.json)
+NOT_TRAINED_EXIT = 3
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_train_config(args.config, args.overrides)
     log_to_file(args.out_dir / "train.log")
-    summary = train(cfg, args.out_dir, resume=args.resume, progress=not args.no_progress)
+    summary = train(cfg, args.out_dir, resume=args.resume, progress=not args.no_progress,
+                     overwrite=args.overwrite, allow_change=tuple(args.allow_change))
     print(f"{args.out_dir}: {summary['selection']} checkpoint of epoch {summary['selected_epoch']} "
           f"({summary['wall_time_s']:.0f} s)")
     from hcm.report.figures import plot_run_curves
@@ -40,4 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
         score(cfg, args.out_dir / "model.pt", args.out_dir / "metrics.json", args.out_dir / "cmc.png",
               run_dir=args.out_dir)
+    if summary["status"] != "ok":
+        print(f"hcm train: error: {args.out_dir}: status {summary['status']}: {summary.get('reason', '')}",
+              file=sys.stderr)
+        return NOT_TRAINED_EXIT
     return 0

@@ -22,30 +22,33 @@ from hcm.utils.environment import describe_environment
 
 def extract_table(model: torch.nn.Module, table: pd.DataFrame, input_cfg: InputConfig, eval_cfg: EvalConfig,
                   runtime: Runtime, *, workers: int = 0, desc: str = "extract",
-                  cache: ImageCache | None = None, feeder: StoreFeeder | None = None) -> torch.Tensor:
+                  cache: ImageCache | None = None, feeder: StoreFeeder | None = None,
+                  progress: bool = True) -> torch.Tensor:
     """L2-normalised features (N, d) of every image in ``table``, on the CPU; read from the image
-    store when a ``feeder`` is given, else decoded from the files."""
+    store when a ``feeder`` is given, else decoded from the files (``progress``: a tqdm bar)."""
     if feeder is not None:
         return extract_store_features(model, feeder, list(table["path"]), batch_size=eval_cfg.batch_size,
-                                      flip=eval_cfg.flip, amp=runtime.amp, desc=desc)
+                                      flip=eval_cfg.flip, amp=runtime.amp, desc=desc, progress=progress)
     return extract_features(
         model, list(table["path"]), build_test_transform(input_cfg), batch_size=eval_cfg.batch_size,
         device=runtime.device, flip=eval_cfg.flip, amp=runtime.amp, workers=workers, desc=desc, cache=cache,
+        progress=progress,
     )
 
 
 def evaluate_model(model: torch.nn.Module, query: pd.DataFrame, gallery: pd.DataFrame, input_cfg: InputConfig,
                    eval_cfg: EvalConfig, runtime: Runtime, *, workers: int = 0, desc: str = "test",
-                   cache: ImageCache | None = None, feeder: StoreFeeder | None = None) -> RankResult:
+                   cache: ImageCache | None = None, feeder: StoreFeeder | None = None,
+                   progress: bool = True) -> RankResult:
     """Extract query and gallery features in one pass and compute mAP / CMC / mINP."""
     both = pd.concat([query, gallery], ignore_index=True)
     feats = extract_table(model, both, input_cfg, eval_cfg, runtime, workers=workers, desc=desc, cache=cache,
-                          feeder=feeder)
+                          feeder=feeder, progress=progress)
     qf, gf = feats[: len(query)], feats[len(query):]
     return evaluate_features(
         qf, gf, query["pid"].to_numpy(), gallery["pid"].to_numpy(),
         query["camid"].to_numpy(), gallery["camid"].to_numpy(),
-        metric=eval_cfg.metric, rerank=eval_cfg.rerank, device=runtime.device,
+        metric=eval_cfg.metric, rerank=eval_cfg.rerank, device=runtime.device, progress=progress,
     )
 
 

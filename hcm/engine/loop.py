@@ -45,6 +45,9 @@ from hcm.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
+#: config keys a resumed run may change when asked (``--allow-change``): the fix a diverged run needs
+RESUME_CHANGEABLE: tuple[str, ...] = ("optim.lr",)
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -120,12 +123,21 @@ class EpochLoop:
     """Run ``num_epochs`` epochs into ``out_dir``; subclasses implement the hooks below."""
 
     history_columns: tuple[str, ...] = EPOCH_COLUMNS
+    #: files only a finished run has (replaced only with ``overwrite`` when no checkpoint is left)
+    finished_files: tuple[str, ...] = ("model.pt", "train_summary.json")
 
-    def __init__(self, cfg: Any, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, cfg: Any, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                 overwrite: bool = False, allow_change: tuple[str, ...] = ()) -> None:
+        bad = sorted(set(allow_change) - set(RESUME_CHANGEABLE))
+        if bad:
+            raise ConfigError(f"--allow-change {', '.join(bad)}: a resumed run may change only "
+                              f"{', '.join(RESUME_CHANGEABLE)} (the runtime section may always change)")
         self.cfg = cfg
         self.paths = RunPaths(Path(out_dir))
         self.resume = resume
         self.progress = progress
+        self.overwrite = overwrite
+        self.allow_change = tuple(allow_change)
 
     # hooks --------------------------------------------------------------
     def num_epochs(self) -> int:
@@ -142,9 +154,18 @@ class EpochLoop:
         raise NotImplementedError
 
     # machinery ------------------------------------------------------------
-    def _prepare_dir(self) -> bool:
-        """Write or compare ``config.yaml``; return whether to resume from a checkpoint."""
+    def _prepare_dir(self) -> dict[str, Any] | None:
+        """Check the run directory, write ``config.yaml``; return the checkpoint to resume from (or None).
+
+        Nothing of an earlier run is lost: a checkpoint is continued only with ``resume``
+        and an unchanged config (compared with the stored ``config.yaml`` *and* the config
+        inside the checkpoint, so a deleted ``config.yaml`` hides nothing), and the outputs
+        of a finished run without a checkpoint are replaced only with ``overwrite``.
+        """
         paths = self.paths
+        if paths.root.exists() and not paths.root.is_dir():
+            raise ConfigError(f"{paths.root}: --out-dir names a file, not a folder; pass a folder path "
+                              "(it is created if absent)")
         paths.root.mkdir(parents=True, exist_ok=True)
         has_ckpt = paths.last.is_file()
         if has_ckpt and not self.resume:
@@ -152,18 +173,30 @@ class EpochLoop:
                 f"{paths.last}: this run directory already holds a checkpoint; pass --resume to continue "
                 "it, or delete the directory to start again"
             )
-        if has_ckpt and paths.config.is_file():
-            old = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
+        finished = [name for name in self.finished_files if (paths.root / name).is_file()]
+        if not has_ckpt and finished and not self.overwrite:
+            raise ConfigError(
+                f"{paths.root}: holds a finished run ({', '.join(finished)}) and no checkpoints/last.pt to "
+                "continue; pass --overwrite to replace it, or use another --out-dir"
+            )
+        ckpt = load_checkpoint(paths.last) if has_ckpt else None
+        if ckpt is not None:
             new = self.cfg.to_dict()
-            # the runtime section (device, threads, workers) may change between sessions
-            diff = sorted(k for k in set(old) | set(new) if k != "runtime" and old.get(k) != new.get(k))
-            if diff:
-                raise ConfigError(
-                    f"{paths.config}: cannot resume, the run was started with a different config "
-                    f"(differing: {', '.join(diff)}); use another --out-dir or delete this one"
-                )
+            stored = [(paths.last, ckpt.get("config") or {})]
+            if paths.config.is_file():
+                stored.insert(0, (paths.config, yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}))
+            for source, old in stored:
+                diff = [k for k in config_differences(old, new) if k not in self.allow_change]
+                if diff:
+                    allowed = [k for k in diff if k in RESUME_CHANGEABLE]
+                    hint = (f"; to continue with the new {', '.join(allowed)} pass "
+                            + " ".join(f"--allow-change {k}" for k in allowed)) if allowed == diff else ""
+                    raise ConfigError(
+                        f"{source}: cannot resume, the run was started with a different config "
+                        f"(differing: {', '.join(diff)}){hint}; otherwise use another --out-dir or delete this one"
+                    )
         atomic_write_text(paths.config, dump_yaml(self.cfg))
-        return has_ckpt
+        return ckpt
 
     def save_state(self, ctx: LoopContext, state: LoopState) -> None:
         save_checkpoint(self.paths.last, {
@@ -183,18 +216,18 @@ class EpochLoop:
         )
 
     def run(self) -> dict[str, Any]:
-        resuming = self._prepare_dir()
+        ckpt = self._prepare_dir()
         runtime = setup_runtime(self.cfg.runtime)
         splits = load_splits(self.cfg.dataset, self.cfg.seed)
         ctx = self.make_context(self.build_model(splits).to(runtime.device), splits, runtime)
         state = LoopState()
-        if resuming:
-            ckpt = load_checkpoint(self.paths.last)
+        if ckpt is not None:
             ctx.model.load_state_dict(ckpt["model"])
             ctx.optimizer.load_state_dict(ckpt["optimizer"])
             ctx.scheduler.load_state_dict(ckpt["scheduler"])
             ctx.scaler.load_state_dict(ckpt["scaler"])
             state = LoopState(**ckpt["state"])
+            self._apply_changed_lr(ctx)
             log.info("resuming %s after epoch %d", self.paths.root, state.epoch)
 
         total = self.num_epochs()
@@ -214,6 +247,25 @@ class EpochLoop:
         write_history(self.paths.epochs, state.history, self.history_columns)
         return self.finish(ctx, state, time.perf_counter() - started)
 
+    def _apply_changed_lr(self, ctx: LoopContext) -> None:
+        """After loading a checkpoint: a new ``optim.lr`` (``--allow-change optim.lr``) replaces the
+        stored base rate; the schedule's decay so far applies to it as it did to the old one."""
+        new = float(self.cfg.optim.lr)
+        base = ctx.scheduler.base_lrs
+        if all(b == new for b in base):
+            return
+        for group, old in zip(ctx.optimizer.param_groups, base, strict=True):
+            group["lr"] = group["lr"] * new / old
+            group["initial_lr"] = new
+        ctx.scheduler.base_lrs = [new] * len(base)
+        ctx.scheduler._last_lr = [g["lr"] for g in ctx.optimizer.param_groups]  # what get_last_lr() reports
+        log.info("resuming with optim.lr=%g instead of %g (--allow-change optim.lr)", new, base[0])
+
+    def diverged_advice(self) -> str:
+        """What to run after a non-finite loss (advice that ``--resume`` accepts)."""
+        return (f"Continue at a lower rate with --resume --set optim.lr={self.cfg.optim.lr / 10:g} "
+                "--allow-change optim.lr (or with --resume --set runtime.amp=off when AMP was on)")
+
     def kept_checkpoint(self) -> str:
         """Which checkpoint survives a failed epoch (for error messages)."""
         if self.paths.last.is_file():
@@ -222,6 +274,19 @@ class EpochLoop:
 
     def on_best(self, ctx: LoopContext, state: LoopState) -> None:
         """Called when the validation score improves (default: nothing)."""
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, the ``runtime`` section
+    excepted (device, threads and workers may change between sessions)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            if prefix == "" and key == "runtime":
+                continue
+            out += config_differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix[:-1]]
 
 
 def format_row(row: dict[str, Any]) -> str:

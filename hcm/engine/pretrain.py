@@ -35,6 +35,7 @@ PRETRAIN_COLUMNS = ("epoch", "lr", "loss", "loss_ce", "loss_tri", "acc", "train_
 class Pretrainer(EpochLoop):
     cfg: PretrainConfig
     history_columns = PRETRAIN_COLUMNS
+    finished_files = ("checkpoint.pt", "summary.json")
 
     @property
     def checkpoint_path(self) -> Path:
@@ -72,7 +73,7 @@ class Pretrainer(EpochLoop):
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss at pretraining epoch {epoch + 1}, iteration {it + 1}; training "
-                    f"stopped; {self.kept_checkpoint()}. Lower optim.lr, then continue with --resume"
+                    f"stopped; {self.kept_checkpoint()}. {self.diverged_advice()}"
                 )
             ctx.scaler.scale(loss).backward()
             ctx.scaler.step(ctx.optimizer)
@@ -100,7 +101,7 @@ class Pretrainer(EpochLoop):
         if len(ctx.splits.query) and len(ctx.splits.gallery):
             res = evaluate_model(ctx.model, ctx.splits.query, ctx.splits.gallery, cfg.input, cfg.eval,
                                  ctx.runtime, workers=cfg.runtime.workers, cache=ctx.cache, feeder=ctx.feeder,
-                                 desc="source test")
+                                 desc="source test", progress=self.progress)
             summary["source_mAP"], summary["source_rank1"] = res.mAP, float(res.cmc[0])
             log.info("pretrained model on the source test split: mAP %.1f%%, rank-1 %.1f%%",
                      100 * res.mAP, 100 * res.cmc[0])
@@ -108,6 +109,7 @@ class Pretrainer(EpochLoop):
         return summary
 
 
-def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+             **checks: Any) -> dict[str, Any]:
     """Pretrain one backbone; see :class:`Pretrainer`."""
-    return Pretrainer(cfg, out_dir, resume=resume, progress=progress).run()
+    return Pretrainer(cfg, out_dir, resume=resume, progress=progress, **checks).run()

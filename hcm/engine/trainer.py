@@ -71,14 +71,26 @@ class Trainer(EpochLoop):
                             "reporting the final checkpoint")
             selection, epoch = "final", state.epoch
         save_weights(ctx.model, self.paths.model, self._meta(epoch, selection))
+        trained = any(not row.get("skipped", False) for row in state.history)
+        status = "ok"
+        if cfg.adapt and state.history and not trained:
+            status = "not_trained"
+        elif cfg.adapt and state.history and state.history[-1].get("skipped") and getattr(self, "degenerate", False):
+            status = "diverged"  # trained, then its features collapsed: the final model is not usable
         summary = {
-            "status": "ok", "selection": selection, "selected_epoch": epoch, "epochs": state.epoch,
+            "status": status, "selection": selection, "selected_epoch": epoch, "epochs": state.epoch,
             "wall_time_s": round(wall_s, 3), "device": str(ctx.runtime.device), "amp": ctx.runtime.amp,
             "dataset": cfg.dataset.name, "variant": cfg.variant, "seed": cfg.seed,
             "environment": describe_environment(ctx.runtime.device),
             # when training ended (UTC); it started wall_time_s earlier (the sum over resumed sessions)
             "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
+        if status != "ok":
+            what = (f"no epoch was trained (all {state.epoch} skipped)" if status == "not_trained"
+                    else "the final epoch was skipped")
+            summary["reason"] = (f"{what}; last epoch: "
+                                 + getattr(self, "skip_reason", "fewer than two clusters (see train.log)"))
+            log.error("%s: %s", self.paths.root, summary["reason"])
         atomic_write_json(self.paths.summary, summary)
         log.info("finished %s: %s checkpoint of epoch %d in %.1f s", self.paths.root, selection, epoch, wall_s)
         return summary
@@ -89,7 +101,7 @@ class Trainer(EpochLoop):
         t0 = time.perf_counter()
         feats = extract_table(ctx.model, splits.train, cfg.input, cfg.eval, runtime,
                               workers=cfg.runtime.workers, cache=ctx.cache, feeder=ctx.feeder,
-                              desc=f"epoch {epoch + 1} extract")
+                              desc=f"epoch {epoch + 1} extract", progress=self.progress)
         row["extract_time_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -105,8 +117,9 @@ class Trainer(EpochLoop):
 
         num_clusters = len(np.unique(labels[labels >= 0]))
         if num_clusters < 2:
-            log.warning("epoch %d: clustering found %d cluster(s) among %d images; this epoch's training is "
-                        "skipped (try another cluster.eps)", epoch + 1, num_clusters, len(labels))
+            self.degenerate, hint = skip_hint(feats, cfg)
+            self.skip_reason = f"clustering found {num_clusters} cluster(s) among {len(labels)} images: {hint}"
+            log.warning("epoch %d: %s; this epoch's training is skipped", epoch + 1, self.skip_reason)
             row["skipped"] = True
         else:
             row.update(self._train_steps(epoch, ctx, feats, labels))
@@ -119,12 +132,12 @@ class Trainer(EpochLoop):
         if cfg.eval.every and ((epoch + 1) % cfg.eval.every == 0 or epoch + 1 == cfg.optim.epochs):
             res = evaluate_model(ctx.model, splits.query, splits.gallery, cfg.input, cfg.eval, runtime,
                                  workers=cfg.runtime.workers, cache=ctx.cache, feeder=ctx.feeder,
-                                 desc=f"epoch {epoch + 1} test")
+                                 desc=f"epoch {epoch + 1} test", progress=self.progress)
             row["test_mAP"], row["test_rank1"] = res.mAP, float(res.cmc[0])
         if splits.val_query is not None:
             res = evaluate_model(ctx.model, splits.val_query, splits.val_gallery, cfg.input, cfg.eval, runtime,
                                  workers=cfg.runtime.workers, cache=ctx.cache, feeder=ctx.feeder,
-                                 desc=f"epoch {epoch + 1} val")
+                                 desc=f"epoch {epoch + 1} val", progress=self.progress)
             row["val_mAP"], row["val_rank1"] = res.mAP, float(res.cmc[0])
         log.info("epoch %d: %s", epoch + 1, format_row(row))
         return row
@@ -164,7 +177,7 @@ class Trainer(EpochLoop):
                     raise TrainingError(
                         f"non-finite loss at epoch {epoch + 1}, iteration {it + 1} ({format_row(parts)}); "
                         f"training stopped; {self.kept_checkpoint()}. "
-                        "Lower optim.lr or set runtime.amp=off, then continue with --resume"
+                        f"{self.diverged_advice()}"
                     )
                 ctx.scaler.scale(loss / accum).backward()
                 pending.add(q.detach().float(), tgt_mb, idx_mb)
@@ -182,6 +195,30 @@ class Trainer(EpochLoop):
         return out
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train one run; see :class:`Trainer`."""
-    return Trainer(cfg, out_dir, resume=resume, progress=progress).run()
+#: features whose mean pairwise cosine similarity exceeds this have collapsed to about one point
+COLLAPSED_SIMILARITY = 0.99
+
+
+def skip_hint(feats: torch.Tensor, cfg: TrainConfig) -> tuple[bool, str]:
+    """Why clustering found fewer than two clusters, and the fix: ``(True, ...)`` for degenerate
+    features (non-finite, or collapsed to one point: a diverged model or bad weights), ``(False, ...)``
+    for a clustering radius that does not fit."""
+    if not bool(torch.isfinite(feats).all()):
+        return True, (f"the features are NaN or infinite: the model diverged; lower optim.lr (now {cfg.optim.lr:g}) "
+                f"or check model.weights ({cfg.model.weights})")
+    unit = torch.nn.functional.normalize(feats.double(), dim=1)
+    similarity = float(unit.mean(0).square().sum())  # mean cosine similarity over all pairs
+    if similarity > COLLAPSED_SIMILARITY:
+        return True, (f"the features have collapsed (mean cosine similarity {similarity:.4f}): the model diverged "
+                f"or its weights are degenerate; lower optim.lr (now {cfg.optim.lr:g}) or check model.weights "
+                f"({cfg.model.weights})")
+    return False, (f"cluster.eps={cfg.cluster.eps:g} / cluster.min_samples={cfg.cluster.min_samples} do not fit these "
+            "features; try another cluster.eps (larger merges more) or a smaller cluster.min_samples")
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          overwrite: bool = False, allow_change: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Train one run; see :class:`Trainer` (and :meth:`EpochLoop._prepare_dir` for ``overwrite`` and
+    ``allow_change``)."""
+    return Trainer(cfg, out_dir, resume=resume, progress=progress, overwrite=overwrite,
+                   allow_change=allow_change).run()

@@ -9,7 +9,8 @@ of them into four tables, all in PERCENT where they hold retrieval metrics:
   rank10`` -- the table every other table is derived from;
 - ``cmc``: one row per (dataset, variant, seed, rank) with the CMC value;
 - ``curves``: the runs' ``epochs.csv`` rows, keyed by (dataset, variant, seed);
-- ``runs``: provenance per run (checkpoint epoch and selection, times, query counts, and
+- ``runs``: provenance per run (training status -- ``ok``, or ``not_trained`` / ``diverged`` for a
+  run whose clustering never (or finally no longer) found two clusters --, checkpoint epoch and selection, times, query counts, and
   the CPU, GPU and torch version it was trained with).
 """
 
@@ -38,7 +39,7 @@ CMC_COLUMNS: tuple[str, ...] = (*KEY, "rank", "cmc")
 #: tells two machines apart when the same config gives different numbers
 ENVIRONMENT_COLUMNS: tuple[str, ...] = ("cpu", "cpu_capability", "gpu", "torch")
 RUNS_COLUMNS: tuple[str, ...] = (
-    *KEY, "run_dir", "selected_epoch", "selection", "epochs", "train_wall_time_s", "eval_time_s",
+    *KEY, "run_dir", "status", "selected_epoch", "selection", "epochs", "train_wall_time_s", "eval_time_s",
     "num_queries", "num_valid_queries", "num_gallery", "rerank", "flip", "device", *ENVIRONMENT_COLUMNS,
 )
 #: file names written by :func:`write_aggregate`
@@ -115,6 +116,8 @@ def run_record(run_dir: Path, metrics: dict[str, Any], summary: dict[str, Any], 
     return {
         "dataset": str(metrics["dataset"]), "variant": str(metrics["variant"]), "seed": int(metrics["seed"]),
         "run_dir": str(run_dir),
+        # train_summary.json's status: ok, or not_trained / diverged (hcm train exited non-zero)
+        "status": summary.get("status", metrics.get("train_status")),
         "selected_epoch": ckpt.get("epoch", summary.get("selected_epoch")),
         "selection": ckpt.get("selection", summary.get("selection")),
         "epochs": n_epochs,

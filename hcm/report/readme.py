@@ -125,6 +125,12 @@ def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tabl
         sel = runs["selection"].dropna().astype(str).value_counts()
         lines.append("- Reported checkpoint: " + ", ".join(f"{k} ({v} runs)" for k, v in sel.items())
                      + " -- never the best test-set epoch.")
+    if len(runs) and "status" in runs:
+        failed = runs[runs["status"].notna() & (runs["status"].astype(str) != "ok")]
+        if len(failed):
+            lines.append("- **Runs that did not train**: " + ", ".join(
+                f"{r.dataset}/{r.variant}/seed{r.seed} ({r.status})" for r in failed.itertuples())
+                + " -- their scores are of an untrained or diverged model (reason: the run's train_summary.json).")
     lines.append("- Metrics: mAP, mINP and CMC rank-k in %, single-query, cosine distance, no re-ranking "
                  "unless the run's config says so (`docs/method.md`, \"Evaluation protocol\").")
     lines.append("")
@@ -170,7 +176,7 @@ def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tabl
         .format(_rel(Path(table_paths["main"][0]).parent / "cmc.csv", readme)),
         "| [`curves.csv`]({}) | the runs' per-epoch logs (`epochs.csv`), keyed by (dataset, variant, seed) |"
         .format(_rel(Path(table_paths["main"][0]).parent / "curves.csv", readme)),
-        "| [`runs.csv`]({}) | provenance per run: reported checkpoint, times, query counts, device, and the CPU, GPU and torch version it was trained with |"
+        "| [`runs.csv`]({}) | provenance per run: training status, reported checkpoint, times, query counts, device, and the CPU, GPU and torch version it was trained with |"
         .format(_rel(Path(table_paths["main"][0]).parent / "runs.csv", readme)),
         *(["| [`jobs.csv`]({}) | compute per job (prepare, pretrain, train): wall time, CPU time, peak memory, from Snakemake's `benchmark:` files |"
             .format(_rel(Path(table_paths["main"][0]).parent / "jobs.csv", readme))] if jobs is not None else []),

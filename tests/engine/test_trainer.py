@@ -220,7 +220,7 @@ def test_epoch_with_fewer_than_two_clusters_is_skipped(data_index: Path, tmp_pat
     cfg = make_cfg(data_index, cluster__min_samples=1000, optim__epochs=1, eval__every=0)  # no core point
     summary = train(cfg, tmp_path / "few", progress=False)
     h = history(tmp_path / "few")
-    assert summary["status"] == "ok" and bool(h["skipped"].iloc[0])
+    assert summary["status"] == "not_trained" and bool(h["skipped"].iloc[0])  # issue 21: no epoch trained
     assert h["num_clusters"].iloc[0] < 2 and math.isnan(h["loss"].iloc[0])
 
 
