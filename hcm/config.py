@@ -84,6 +84,15 @@ class SamplerConfig(_Section):
         1, gt=0, description="split each batch into this many micro-batches (gradient accumulation)"
     )
 
+    @model_validator(mode="after")
+    def _check_batch(self) -> SamplerConfig:
+        # checked here, not first by the sampler after epoch 1's extraction and clustering
+        if self.batch_size % self.num_instances:
+            raise ValueError(
+                f"batch_size={self.batch_size} is not a multiple of num_instances={self.num_instances}; set "
+                f"batch_size = P x num_instances, e.g. {max(1, self.batch_size // self.num_instances) * self.num_instances}")
+        return self
+
 
 class ClusterConfig(_Section):
     algorithm: str = Field("dbscan", description="registered clusterer")
@@ -247,16 +256,44 @@ def deep_merge(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_yaml_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line}); "
+                "YAML would silently keep the second: delete one", key_node.start_mark)
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML like ``yaml.safe_load``, but a duplicated mapping key is a ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def load_yaml_chain(path: str | Path, _seen: tuple[Path, ...] = (), _named_by: Path | None = None) -> dict[str, Any]:
     """Read a YAML recipe, following its ``_base_`` (a path or list of paths, relative to it)."""
     path = Path(path).resolve()
     if path in _seen:
         chain = " -> ".join(str(p) for p in (*_seen, path))
         raise ConfigError(f"{path}: circular _base_ chain: {chain}")
     if not path.is_file():
+        if _named_by is not None:
+            raise ConfigError(f"{_named_by}: its _base_ file {path} does not exist; fix the _base_ entry "
+                              f"(paths are relative to {_named_by.parent})")
         raise ConfigError(f"{path}: config file not found; pass an existing YAML file to --config")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = read_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax at the position shown") from None
     if not isinstance(data, dict):
@@ -264,9 +301,11 @@ def load_yaml_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file path or a list of file paths, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = deep_merge(merged, load_yaml_chain(path.parent / base, (*_seen, path)))
+        merged = deep_merge(merged, load_yaml_chain(path.parent / base, (*_seen, path), path))
     return deep_merge(merged, data)
 
 

@@ -43,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     plot = args.plot or (run_dir / "cmc.png" if run_dir else None)
     if config is None or checkpoint is None or out is None:
         raise ConfigError("give --run RUN_DIR, or all of --config, --checkpoint and --out")
+    if run_dir is not None and args.checkpoint is None and not checkpoint.is_file():
+        from hcm.errors import CheckpointError
+
+        raise CheckpointError(
+            f"{checkpoint}: not found; {run_dir} holds no finished run (train it, or finish it with "
+            f"`hcm train --config RECIPE --out-dir {run_dir} --resume`), or pass --checkpoint FILE")
     cfg = load_train_config(config, args.overrides)
     score(cfg, checkpoint, out, plot, run_dir=run_dir, rerank=args.rerank, flip=args.flip)
     return 0
@@ -63,6 +69,7 @@ def score(cfg: TrainConfig, checkpoint: Path, out: Path, plot: Path | None, *, r
     if run_dir is not None and (run_dir / "train_summary.json").is_file():
         summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
         metrics["train_wall_time_s"] = summary.get("wall_time_s")
+        metrics["train_status"] = summary.get("status")
     atomic_write_json(out, metrics)
     if plot is not None:
         plot_cmc({f"{cfg.variant} (seed {cfg.seed})": metrics["cmc"]}, plot,

@@ -84,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
     if args.synth_seed is not None:
         options["synth_seed"] = args.synth_seed
     ds = load_dataset(args.name, args.root, **options)
+    out = Path(args.out) if args.out else ds.root.parent / f"{ds.name}.index.csv"
+    check_writable(out)  # before checking every image, not after
     check_images(dataset_paths(ds), args.check_images, args.workers)
     comparison = compare_with_published(ds)
-    out = Path(args.out) if args.out else ds.root.parent / f"{ds.name}.index.csv"
     ds.write_index(out)
     print(format_report(ds, comparison, out))
     for size in [parse_size(text) for text in args.store_sizes]:
@@ -111,6 +112,24 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 1 or w < 1:
         raise HCMError(f"--image-store {text!r}: height and width must be positive")
     return h, w
+
+
+def check_writable(out: Path) -> None:
+    """Refuse (:class:`HCMError`) an index path whose folder cannot be written: a read-only dataset
+    disk is common, and the index can live anywhere (``--out``)."""
+    import tempfile
+
+    from hcm.errors import HCMError
+
+    if out.is_dir():
+        raise HCMError(f"{out}: --out names a folder; pass a file path such as {out / 'dataset.index.csv'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise HCMError(f"{out.parent}: cannot write the index {out.name} here ({exc.strerror}); pass "
+                       "--out PATH on a writable disk (the dataset itself may stay read-only)") from None
 
 
 def format_report(ds: ReIDDataset, comparison: Comparison, out: Path) -> str:

@@ -110,7 +110,7 @@ class ReIDDataset:
         if not path.is_file() or not meta_path.is_file():
             raise DatasetError(
                 f"{path}: dataset index (or its {meta_path.name}) not found; "
-                "create it with `hcm prepare NAME --root DIR --out {path}`"
+                f"create it with `hcm prepare NAME --root DIR --out {path}`, or fix dataset.index"
             )
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))

@@ -82,16 +82,35 @@ def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name.
 
     Non-image files (``Thumbs.db``, ``.DS_Store``, ``*.txt``), hidden files and
-    sub-folders are skipped and logged at debug level.
+    sub-folders are skipped and logged at debug level. An image name that is a broken
+    symbolic link (its target missing, or a loop) is a :class:`DatasetError` naming it:
+    skipping it would silently change the dataset.
     """
     images: list[Path] = []
-    with os.scandir(folder) as it:
-        entries = sorted(it, key=lambda e: e.name)
+    broken: list[str] = []
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise DatasetError(f"{folder}: cannot list this folder ({exc.strerror}); check that it exists and "
+                           "is readable") from None
     for entry in entries:
-        if entry.is_file() and is_image_name(entry.name):
+        try:
+            is_file = entry.is_file()
+        except OSError:  # a symbolic link loop (ELOOP)
+            is_file = False
+        if is_file and is_image_name(entry.name):
             images.append(Path(entry.path))
+        elif is_image_name(entry.name) and entry.is_symlink() and not os.path.exists(entry.path):
+            broken.append(entry.name)
         else:
             logger.debug("skipping %s (not an image file)", entry.path)
+    if broken:
+        what = "image is a broken symbolic link" if len(broken) == 1 else f"{len(broken)} images are broken symbolic links"
+        raise DatasetError(
+            f"{folder / broken[0]}: {what} (target missing, or a link loop): {summarize_names(broken)} in "
+            f"{folder}. Restore the files they point to, or remove the links"
+        )
     return images
 
 

@@ -23,6 +23,8 @@ def _current_umask() -> int:
 
 #: read once at import: mkstemp creates 0600 files, the final file gets the usual 0666 & ~umask
 _FILE_MODE = 0o666 & ~_current_umask()
+#: the mode ``mkdir`` gives a folder (mkdtemp creates 0700 ones: chmod a renamed one to this)
+DIR_MODE = 0o777 & ~_current_umask()
 
 
 @contextlib.contextmanager

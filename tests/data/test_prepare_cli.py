@@ -136,3 +136,13 @@ def test_image_store_built_by_prepare_and_then_found_by_a_run(fake_market: Path,
     rc, _, err = prepare(capsys, "market1501", "--root", str(fake_market), "--image-store", "32by16",
                          "--check-images", "none")
     assert rc != 0 and "HEIGHTxWIDTH" in err
+
+
+@pytest.mark.parametrize("key", ["train_ids", "test_ids"])
+def test_synth_set_leaving_a_split_empty_is_refused_before_generating(tmp_path: Path, capsys, key: str):
+    """Issue 21, case 6: `--synth-set train_ids=0` generated 2,108 images, then said "Re-extract the
+    dataset archive"."""
+    rc, _, err = prepare(capsys, "synth-market", "--root", str(tmp_path), "--synth-set", f"{key}=0")
+    assert rc == 2
+    assert f"synthetic dataset parameter '{key}': at least 1" in err and "Re-extract" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing generated

@@ -164,3 +164,31 @@ def test_train_only_impossible_on_market_style_copy(fake_msmt_market_style: Path
     msg = error_of("msmt17", fake_msmt_market_style, train_lists="train")
     assert msg.startswith(str(fake_msmt_market_style)) and "Market-style" in msg
     assert load_dataset("msmt17", fake_msmt_market_style, train_lists="train+val").layout == "msmt17-market-style"
+
+
+def test_symlink_loop_in_an_image_folder_is_a_clear_error(fake_market: Path):
+    """Issue 21, case 4: `ln -s b a; ln -s a b` raised OSError [Errno 40] from parsing.py."""
+    folder = fake_market / "bounding_box_train"
+    (folder / "0002_c1s1_000001_01.jpg").symlink_to(folder / "0002_c1s1_000002_01.jpg")
+    (folder / "0002_c1s1_000002_01.jpg").symlink_to(folder / "0002_c1s1_000001_01.jpg")
+    msg = error_of("market1501", fake_market)
+    assert msg.startswith(f"{folder / '0002_c1s1_000001_01.jpg'}: 2 images are broken symbolic links")
+    assert "link loop" in msg and "remove the links" in msg
+
+
+def test_dangling_image_symlink_is_an_error_not_a_silent_skip(fake_market: Path):
+    """Issue 21, case 6: a dangling image symlink was skipped with only a debug-level log line."""
+    link = fake_market / "query" / "0002_c1s1_000009_01.jpg"
+    link.symlink_to(fake_market / "elsewhere" / "gone.jpg")
+    msg = error_of("market1501", fake_market)
+    assert msg.startswith(f"{link}: image is a broken symbolic link") and "Restore the files" in msg
+
+
+def test_missing_index_names_the_path_in_its_advice(tmp_path: Path):
+    """Issue 21, case 6: the advice printed a literal `--out {path}` (f-string prefix missing)."""
+    from hcm.data.dataset import ReIDDataset
+
+    index = tmp_path / "nowhere.index.csv"
+    with pytest.raises(DatasetError) as info:
+        ReIDDataset.read_index(index)
+    assert f"--out {index}`" in str(info.value) and "{path}" not in str(info.value)

@@ -148,3 +148,14 @@ def test_no_progress_shows_no_bars(data_index: Path, tmp_path: Path, capfd: pyte
 def test_trainer_api_refuses_an_unknown_allowed_change(data_index: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--allow-change model.arch"):
         Trainer(make_cfg(data_index), tmp_path / "x", allow_change=("model.arch",))
+
+
+def test_evaluate_run_without_model_names_the_missing_file(data_index: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Case 6: `hcm evaluate --run DIR` without model.pt said "check model.weights"."""
+    run = tmp_path / "unfinished"
+    run.mkdir()
+    write_recipe(make_cfg(data_index), run / "config.yaml")
+    assert main(["evaluate", "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'model.pt'}: not found" in err and "--resume" in err and "model.weights" not in err

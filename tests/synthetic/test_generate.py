@@ -197,3 +197,33 @@ def test_progress_callback_counts_every_rendered_image(tmp_path: Path) -> None:
     # queries are written twice (image_query/ and image_test/) but rendered once
     files = json.loads((folder / MANIFEST).read_text())["counts"]["files"]
     assert total == files - len(_jpgs(folder / "image_query"))
+
+
+def test_generation_killed_with_sigkill_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    """Issue 21, case 7: a `hcm prepare` killed during generation left a .synth-market.*.tmp folder behind
+    (SIGKILL runs no cleanup); the next generation now removes it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys\n"
+            "from hcm.data.synthetic import generate\n"
+            "from tests.synthetic.helpers import small\n"
+            "def kill(done, total): os.kill(os.getpid(), signal.SIGKILL)\n"
+            "generate('synth-market', sys.argv[1], overrides=small('synth-market'), progress=kill, workers=1)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    left = list(tmp_path.glob(".synth-market.*.tmp"))
+    assert len(left) == 1 and any(left[0].rglob("*.jpg"))  # killed mid-way, images written
+    folder = generate("synth-market", tmp_path, overrides=small("synth-market"), progress=False, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+
+
+def test_generated_folders_get_the_usual_mode_not_0700(tmp_path: Path) -> None:
+    """Issue 21, case 7: the folder renamed from mkdtemp kept mode 0700 (unreadable to the group)."""
+    folder = generate("synth-market", tmp_path, overrides=small("synth-market"), progress=False, workers=1)
+    (tmp_path / "plain").mkdir()
+    usual = (tmp_path / "plain").stat().st_mode & 0o777  # what mkdir gives under this umask
+    assert folder.stat().st_mode & 0o777 == usual
+    assert all(p.stat().st_mode & 0o777 == usual for p in folder.rglob("*") if p.is_dir())

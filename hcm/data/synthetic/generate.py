@@ -1,7 +1,8 @@
 """``generate(name, parent)``: write a synthetic dataset folder, atomically and reproducibly.
 
-The folder is written under a temporary sibling name and renamed at the end, so an
-interrupted run leaves no half dataset under the real name. Besides the images and
+The folder is written under a temporary sibling name (``.NAME.HOST-PID.*.tmp``) and renamed
+at the end, so an interrupted run leaves no half dataset under the real name; the next run
+removes the temporary folder of a killed one. Besides the images and
 the layout's list files it holds
 
 - ``synth.json``: the manifest (generator version, name, seed, full spec, counts);
@@ -24,7 +25,9 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +39,7 @@ from hcm.data.synthetic.plan import FOLDERS, Plan, make_plan
 from hcm.data.synthetic.scene import ImageJob, RenderContext, camera_tile, render_image
 from hcm.data.synthetic.spec import SynthSpec, spec_for
 from hcm.errors import DatasetError
+from hcm.utils.io import DIR_MODE
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +117,13 @@ def generate(name: str, parent: str | Path, *, seed: int = 0, overrides: dict[st
         logger.info("%s already generated in %s", name, folder)
         return folder
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent))
+    remove_stale_temporaries(parent, name)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(name), suffix=".tmp", dir=parent))
     try:
         plan = make_plan(name, spec, seed)
         logger.info("generating %s (%d images, seed %d) in %s", name, len(plan.jobs), seed, folder)
         _write(tmp, name, seed, spec, plan, want, progress, workers)
+        os.chmod(tmp, DIR_MODE)  # mkdtemp made it 0700; the dataset is shared like any folder
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -130,6 +136,39 @@ def generate(name: str, parent: str | Path, *, seed: int = 0, overrides: dict[st
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
+def _tmp_prefix(name: str) -> str:
+    """``.NAME.HOST-PID.``: the temporary folder says which process writes it."""
+    return f".{name}.{_host()}-{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(parent: Path, name: str) -> list[Path]:
+    """Delete ``parent/.NAME.HOST-PID.*.tmp`` folders of this host whose process has ended (a
+    generation killed with SIGKILL or by a power cut has no chance to remove its own)."""
+    removed = []
+    pattern = re.compile(rf"\.{re.escape(name)}\.{re.escape(_host())}-(\d+)\..*\.tmp")
+    for path in parent.glob(f".{name}.*.tmp"):
+        m = pattern.fullmatch(path.name)
+        if m and path.is_dir() and not _pid_alive(int(m.group(1))):
+            logger.info("removing %s, left by an interrupted generation", path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _write(tmp: Path, name: str, seed: int, spec: SynthSpec, plan: Plan, want: dict[str, Any],

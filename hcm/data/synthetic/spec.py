@@ -136,6 +136,9 @@ def _validate(s: SynthSpec) -> None:
         _check(s.queries_per_id >= 1, "queries_per_id", "at least 1 when test_ids > 0")
     for key in ("train_ids", "test_ids", "gallery_only_ids", "junk_images", "distractor_images"):
         _check(getattr(s, key) >= 0, key, "must be >= 0")
+    # every split must hold images (hcm reads train, query and gallery): refused before generating
+    _check(s.train_ids >= 1, "train_ids", f"at least 1 (the training split would be empty), got {s.train_ids}")
+    _check(s.test_ids >= 1, "test_ids", f"at least 1 (query and gallery would be empty), got {s.test_ids}")
     total = s.train_ids + s.test_ids + s.gallery_only_ids
     _check(total >= 1, "train_ids", "the dataset needs at least one identity")
     _check(total <= MAX_IDENTITIES - 1, "train_ids", f"train_ids + test_ids + gallery_only_ids must be < {MAX_IDENTITIES}")
