@@ -349,7 +349,7 @@ def resolve_train_config(data: dict[str, Any], overrides: dict[str, Any] | None 
     """Apply the variant overlay and the overrides to ``data`` and validate."""
     overrides = overrides or {}
     variant = overrides.get("variant", data.get("variant", "hcm"))
-    if variant not in VARIANTS:
+    if not isinstance(variant, str) or variant not in VARIANTS:  # a list or mapping is unhashable
         raise ConfigError(f"{source}: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     merged = deep_merge(deep_merge(data, VARIANTS[variant]), overrides)
     merged["variant"] = variant

@@ -3,11 +3,18 @@ from other tests and tools too)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests import fake_datasets
+
+#: property tests (hypothesis) run their own max_examples; HYPOTHESIS_PROFILE=ci makes the draws
+#: the same on every run (derandomize), the default profile explores new ones each run
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture

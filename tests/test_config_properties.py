@@ -1,0 +1,85 @@
+"""Property-based tests (hypothesis) of the config loader on random ``--set`` override strings: every
+override list resolves to a valid config or is refused with a ConfigError, never another exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hcm.config import (
+    TrainConfig,
+    load_yaml_chain,
+    parse_overrides,
+    read_yaml,
+    resolve_train_config,
+)
+from hcm.errors import ConfigError
+
+CONFIG_EXAMPLES = 200
+PROPERTY = settings(max_examples=CONFIG_EXAMPLES, deadline=None)
+
+RECIPE = Path(__file__).resolve().parents[1] / "workflow" / "recipes" / "synth-small.yaml"
+BASE = load_yaml_chain(RECIPE)
+
+#: dotted keys of the schema (sections and leaves), so random overrides often hit real keys
+KEYS = sorted({f"{section}.{leaf}" for section, model in TrainConfig.model_fields.items()
+               if hasattr(model.annotation, "model_fields") for leaf in model.annotation.model_fields}
+              | set(TrainConfig.model_fields))
+YAMLISH = st.text(st.one_of(st.sampled_from("0123456789.-+eE_:,[]{}'\"!&*#|>@ ~truefalsnoffnul"),
+                            st.characters(blacklist_categories=("Cs",))), max_size=12)
+OVERRIDE = st.one_of(
+    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), YAMLISH),
+    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["variant", "seed", "labels", "dataset", "optim", "optim.lr.x",
+                                                        "", ".", "dataset.synth_overrides.x"]),
+              st.sampled_from(["[1]", "{}", "{a: 1}", "null", "~", "", "-1", "0", "1e-3", ".inf", ".nan", "off",
+                               "2024-01-01", "!!binary AAAA", "!!python/object:os.system x", "&a [*a]", "'"])),
+    st.text(max_size=30),
+)
+
+
+def resolve(items: list[str]) -> TrainConfig:
+    return resolve_train_config(BASE, parse_overrides(items), source=str(RECIPE))
+
+
+@PROPERTY
+@given(items=st.lists(OVERRIDE, max_size=4))
+def test_random_overrides_resolve_or_raise_a_config_error(items: list[str]) -> None:
+    try:
+        cfg = resolve(items)
+    except ConfigError as exc:
+        assert str(exc), items
+        return
+    assert isinstance(cfg, TrainConfig)
+    assert resolve_train_config(cfg.to_dict()) == cfg  # the recorded config.yaml reproduces it
+
+
+FLOAT_FIELDS = {  # key -> (low, high) inside the schema's bounds
+    "optim.lr": (1e-8, 10.0), "loss.gamma": (0.0, 10.0), "loss.tau": (1e-4, 1.0), "cluster.eps": (1e-3, 0.999),
+    "memory.momentum_image": (0.0, 0.999), "dataset.val_fraction": (0.0, 0.9),
+}
+
+
+@PROPERTY
+@given(key=st.sampled_from(sorted(FLOAT_FIELDS)), data=st.data(), style=st.sampled_from([repr, str, "{:.3e}".format]))
+def test_a_valid_numeric_override_is_taken_exactly(key: str, data: st.DataObject, style) -> None:
+    lo, hi = FLOAT_FIELDS[key]
+    value = data.draw(st.floats(lo, hi, allow_nan=False, allow_infinity=False))
+    text = style(value)
+    section, leaf = key.split(".")
+    assert getattr(getattr(resolve([f"{key}={text}"]), section), leaf) == pytest.approx(float(text), rel=0, abs=0)
+
+
+@PROPERTY
+@given(value=st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+                                    st.floats(allow_nan=False)),
+                          lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                  st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+                          max_leaves=12))
+def test_the_duplicate_key_check_reads_what_safe_load_reads(value) -> None:
+    """The loader that refuses duplicated keys reads every valid document as ``yaml.safe_load`` does."""
+    text = yaml.safe_dump(value)
+    assert read_yaml(text) == yaml.safe_load(text)
