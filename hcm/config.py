@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,32 @@ from hcm.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no NaN / infinity: config.yaml (JSON mode) would record them as null, so a run's recorded
+    # config would not reproduce it (found by tests/test_config_properties.py)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _plain_values(value: Any, where: str, _inside: tuple[int, ...] = ()) -> None:
+    """Refuse what ``config.yaml`` cannot record as given: NaN / infinity, YAML's other types
+    (a date such as ``2024-01-01``, bytes) that JSON mode turns into strings, and a value that
+    contains itself (YAML anchors: ``&a [*a]``)."""
+    if id(value) in _inside:
+        raise ValueError(f"{where}: the value contains itself (a YAML anchor referring to itself)")
+    if isinstance(value, (dict, list, tuple)):
+        _inside = (*_inside, id(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where}: key {k!r} is not a string")
+            _plain_values(v, f"{where}.{k}", _inside)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _plain_values(v, where, _inside)
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
+        raise ValueError(f"{where}: {value!r} ({type(value).__name__}) is not a number, string, list or mapping; "
+                         "quote it if a string is meant")
 
 
 class DatasetConfig(_Section):
@@ -38,6 +64,12 @@ class DatasetConfig(_Section):
     synth_overrides: dict[str, Any] = Field(
         default_factory=dict, description="generator parameters overriding a synthetic preset"
     )
+
+    @field_validator("synth_overrides")
+    @classmethod
+    def _plain_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _plain_values(value, "synth_overrides")
+        return value
 
 
 class ModelConfig(_Section):
