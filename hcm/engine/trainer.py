@@ -196,7 +196,9 @@ class Trainer(EpochLoop):
 
 
 #: features whose mean pairwise cosine similarity exceeds this have collapsed to about one point
-COLLAPSED_SIMILARITY = 0.99
+#: (measured on the tests' tiny synth-market: 0.945 for an untrained resnet18 with weights=none,
+#: 0.99999998 after an epoch at optim.lr=0.3)
+COLLAPSED_SIMILARITY = 0.999
 
 
 def skip_hint(feats: torch.Tensor, cfg: TrainConfig) -> tuple[bool, str]:
