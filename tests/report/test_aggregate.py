@@ -114,3 +114,21 @@ def test_read_results_checks_columns(tmp_path: Path) -> None:
     pd.DataFrame({"dataset": ["x"], "variant": ["hcm"]}).to_csv(path, index=False)
     with pytest.raises(HCMError, match="missing columns"):
         read_results(path)
+
+
+def test_output_folder_that_is_a_file_is_one_line_not_a_traceback(tmp_path, capsys):
+    """Issue 21, case 4: a file-system error (here an output folder that is a file) reaches the CLI as
+    one line naming the path (exit 2), not an OSError traceback; -v still shows the traceback."""
+    from hcm.cli import main
+
+    run = tmp_path / "run"
+    write_run(run, "synth-market", "hcm", 0)
+    target = tmp_path / "tables"
+    target.write_text("keep me")
+    assert main(["report", "aggregate", "--out-dir", str(target), str(run)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("hcm report: error: ")]
+    assert len(lines) == 1 and str(target) in lines[0] and "Traceback" not in err, err
+    assert target.read_text() == "keep me"
+    with pytest.raises(OSError):
+        main(["-v", "report", "aggregate", "--out-dir", str(target), str(run)])
