@@ -68,3 +68,19 @@ def test_resume_after_a_kill_gives_the_same_checkpoint(data_index: Path, tmp_pat
     b = load_weights(tmp_path / "resumed" / "checkpoint.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     pd.testing.assert_frame_equal(without_times(tmp_path / "full"), without_times(tmp_path / "resumed"))
+
+
+def test_finished_pretraining_without_checkpoint_is_not_overwritten(data_index: Path, tmp_path: Path) -> None:
+    """Issue 21, case 2, for `hcm pretrain`: its finished outputs are checkpoint.pt and summary.json."""
+    from hcm.errors import ConfigError
+
+    cfg = make_cfg(data_index).model_copy(update={"optim": make_cfg(data_index).optim.model_copy(
+        update={"epochs": 1, "iters": 1})})
+    run = tmp_path / "pre"
+    pretrain(cfg, run, progress=False)
+    (run / "checkpoints" / "last.pt").unlink()
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(ConfigError, match=r"holds a finished run \(checkpoint.pt, summary.json\).*--overwrite"):
+        pretrain(cfg, run, resume=True, progress=False)
+    assert (run / "checkpoint.pt").read_bytes() == before
+    pretrain(cfg, run, overwrite=True, progress=False)
