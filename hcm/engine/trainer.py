@@ -76,7 +76,8 @@ class Trainer(EpochLoop):
         if cfg.adapt and state.history and not trained:
             status = "not_trained"
         elif cfg.adapt and state.history and state.history[-1].get("skipped") and getattr(self, "degenerate", False):
-            status = "diverged"  # trained, then its features collapsed: the final model is not usable
+            # trained, then its features collapsed (known when this session ran the last epoch)
+            status = "diverged"
         summary = {
             "status": status, "selection": selection, "selected_epoch": epoch, "epochs": state.epoch,
             "wall_time_s": round(wall_s, 3), "device": str(ctx.runtime.device), "amp": ctx.runtime.amp,
@@ -202,20 +203,18 @@ COLLAPSED_SIMILARITY = 0.999
 
 
 def skip_hint(feats: torch.Tensor, cfg: TrainConfig) -> tuple[bool, str]:
-    """Why clustering found fewer than two clusters, and the fix: ``(True, ...)`` for degenerate
-    features (non-finite, or collapsed to one point: a diverged model or bad weights), ``(False, ...)``
-    for a clustering radius that does not fit."""
-    if not bool(torch.isfinite(feats).all()):
-        return True, (f"the features are NaN or infinite: the model diverged; lower optim.lr (now {cfg.optim.lr:g}) "
-                f"or check model.weights ({cfg.model.weights})")
+    """Why clustering found fewer than two clusters, and the fix: ``(True, ...)`` for features
+    collapsed to about one point (a diverged model or degenerate weights), ``(False, ...)`` for a
+    clustering radius that does not fit. (Non-finite features never get here: the clusterer
+    refuses them with its own message.)"""
     unit = torch.nn.functional.normalize(feats.double(), dim=1)
     similarity = float(unit.mean(0).square().sum())  # mean cosine similarity over all pairs
     if similarity > COLLAPSED_SIMILARITY:
-        return True, (f"the features have collapsed (mean cosine similarity {similarity:.4f}): the model diverged "
-                f"or its weights are degenerate; lower optim.lr (now {cfg.optim.lr:g}) or check model.weights "
-                f"({cfg.model.weights})")
-    return False, (f"cluster.eps={cfg.cluster.eps:g} / cluster.min_samples={cfg.cluster.min_samples} do not fit these "
-            "features; try another cluster.eps (larger merges more) or a smaller cluster.min_samples")
+        return True, (f"the features have collapsed (mean cosine similarity {similarity:.4f}): the model "
+                      f"diverged or its weights are degenerate; lower optim.lr (now {cfg.optim.lr:g}) or check "
+                      f"model.weights ({cfg.model.weights})")
+    return False, (f"cluster.eps={cfg.cluster.eps:g} / cluster.min_samples={cfg.cluster.min_samples} do not fit "
+                   "these features; try another cluster.eps (larger merges more) or a smaller cluster.min_samples")
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
