@@ -77,6 +77,17 @@ def describe_machines(runs: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def describe_failed_runs(runs: pd.DataFrame) -> str | None:
+    """The runs whose ``status`` (``train_summary.json``) is not ``ok``, or None when there are none."""
+    if not len(runs) or "status" not in runs:
+        return None
+    failed = runs[runs["status"].notna() & (runs["status"].astype(str) != "ok")]
+    if not len(failed):
+        return None
+    return (", ".join(f"{r.dataset}/{r.variant}/seed{r.seed} ({r.status})" for r in failed.itertuples())
+            + " -- their scores are of an untrained or diverged model (reason: the run's train_summary.json).")
+
+
 def _command(suite: str) -> str:
     if suite == "synthetic":
         return "snakemake --cores all"
@@ -125,12 +136,9 @@ def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tabl
         sel = runs["selection"].dropna().astype(str).value_counts()
         lines.append("- Reported checkpoint: " + ", ".join(f"{k} ({v} runs)" for k, v in sel.items())
                      + " -- never the best test-set epoch.")
-    if len(runs) and "status" in runs:
-        failed = runs[runs["status"].notna() & (runs["status"].astype(str) != "ok")]
-        if len(failed):
-            lines.append("- **Runs that did not train**: " + ", ".join(
-                f"{r.dataset}/{r.variant}/seed{r.seed} ({r.status})" for r in failed.itertuples())
-                + " -- their scores are of an untrained or diverged model (reason: the run's train_summary.json).")
+    failed = describe_failed_runs(runs)
+    if failed:
+        lines.append(f"- **Runs that did not train**: {failed}")
     lines.append("- Metrics: mAP, mINP and CMC rank-k in %, single-query, cosine distance, no re-ranking "
                  "unless the run's config says so (`docs/method.md`, \"Evaluation protocol\").")
     lines.append("")

@@ -180,3 +180,16 @@ def test_describe_machines_names_each_training_machine_with_its_run_count() -> N
                                        "Xeon (AVX512), torch 2.14.1: 2 runs; not recorded: 1 runs")
     # run tables written before runs recorded their machine have no such columns
     assert describe_machines(pd.DataFrame({"device": ["cpu", "cpu"]})) == "not recorded: 2 runs"
+
+
+def test_describe_failed_runs_names_runs_that_did_not_train() -> None:
+    """Issue 21, case 5: a run that never trained is shown in the report README, not scored silently."""
+    from hcm.report.readme import describe_failed_runs
+
+    runs = pd.DataFrame({"dataset": ["synth-market"] * 3, "variant": ["hcm", "baseline", "hcm"], "seed": [0, 0, 1],
+                         "status": ["ok", "not_trained", "diverged"]})
+    text = describe_failed_runs(runs)
+    assert text is not None and text.startswith("synth-market/baseline/seed0 (not_trained), "
+                                                 "synth-market/hcm/seed1 (diverged) -- ")
+    assert describe_failed_runs(runs.iloc[:1]) is None
+    assert describe_failed_runs(runs.drop(columns="status")) is None  # runs.csv from before the column
