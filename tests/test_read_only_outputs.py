@@ -56,6 +56,7 @@ def test_prepare_with_a_read_only_dataset_root(tmp_path: Path) -> None:
     line = error_line(proc.stderr, "prepare")
     assert f"{disk}: cannot write the index market1501.index.csv here (Read-only file system)" in line
     assert "--out PATH" in line
+    assert "checked" not in proc.stderr  # refused before checking every image, not after
     # the advice works: the index elsewhere, the dataset still read-only
     out = tmp_path / "indexes" / "market1501.index.csv"
     proc = hcm_read_only(disk, "prepare", "market1501", "--root", str(folder), "--out", str(out))
