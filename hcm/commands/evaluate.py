@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     plot = args.plot or (run_dir / "cmc.png" if run_dir else None)
     if config is None or checkpoint is None or out is None:
         raise ConfigError("give --run RUN_DIR, or all of --config, --checkpoint and --out")
+    if run_dir is not None and args.config is None and not config.is_file():
+        raise ConfigError(f"{config}: not found; {run_dir} is not a run directory written by `hcm train` "
+                          "(check the path), or pass --config RECIPE")
     if run_dir is not None and args.checkpoint is None and not checkpoint.is_file():
         from hcm.errors import CheckpointError
 

@@ -159,3 +159,10 @@ def test_evaluate_run_without_model_names_the_missing_file(data_index: Path, tmp
     assert main(["evaluate", "--run", str(run)]) == 2
     err = capsys.readouterr().err
     assert f"{run / 'model.pt'}: not found" in err and "--resume" in err and "model.weights" not in err
+
+
+def test_evaluate_run_that_is_not_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hcm evaluate --run DIR` on a folder without config.yaml advised passing a file to --config."""
+    assert main(["evaluate", "--run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'config.yaml'}: not found; {tmp_path} is not a run directory written by `hcm train`" in err
