@@ -7,7 +7,7 @@ import string
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from hcm.data.market1501 import DUKE_RULE, MARKET_RULE
@@ -62,8 +62,10 @@ def test_a_folder_of_random_names_is_read_or_refused_with_a_dataset_error(stems,
         try:
             rows, junk = read_image_folder(folder, rule)
         except DatasetError as exc:
+            event("refused")
             assert str(exc).startswith(str(folder)), exc  # names the folder or the file
             return
+    event("read")
     images = [n for n in names if is_image_name(n)]
     assert len(rows) + junk == len(images)  # every image read or counted as junk, none lost
     for path, pid, camid, orig_pid in rows:
@@ -84,7 +86,9 @@ def test_a_list_file_of_random_lines_is_read_or_refused_with_a_dataset_error(lin
         try:
             rows = read_list_file(path, Path(tmp) / "train", existing)
         except DatasetError as exc:
+            event("refused")
             assert str(exc).startswith(str(path)), exc
             return
+    event("read")
     for _, pid, camid, orig_pid in rows:
         assert pid == orig_pid != -1 and 0 <= camid <= 14
