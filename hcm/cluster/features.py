@@ -91,8 +91,8 @@ def prepare_features(features: Any, name: str = "features",
     if bad.size:
         raise FeatureError(
             f"{name}: non-finite values (NaN/inf) in rows {_rows_text(bad)} of {x.shape[0]}; "
-            "the model produced invalid features (diverged training: lower the learning rate "
-            "or resume from an earlier checkpoint; or a corrupt input image at those rows)"
+            "the model produced invalid features (diverged training: lower the learning rate; "
+            "or a corrupt input image at those rows)"
         )
     norms = np.sqrt(np.einsum("nd,nd->n", x, x, dtype=np.float64))
     zero = np.flatnonzero(norms == 0)

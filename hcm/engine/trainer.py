@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hcm.cluster import build_clusterer, label_agreement
+from hcm.cluster.features import FeatureError
 from hcm.config import TrainConfig
 from hcm.data.samplers import IdentitySampler
 from hcm.engine.evaluation import evaluate_model, extract_table
@@ -110,7 +111,11 @@ class Trainer(EpochLoop):
         if cfg.labels == "true":
             labels = true_ids.copy()
         else:
-            labels, summary = build_clusterer(cfg.cluster, use_gpu=runtime.device.type == "cuda")(feats.numpy())
+            try:
+                labels, summary = build_clusterer(cfg.cluster, use_gpu=runtime.device.type == "cuda")(feats.numpy())
+            except FeatureError as exc:  # NaN / zero / near-identical features: a diverged model or bad weights
+                raise TrainingError(f"epoch {epoch + 1}: clustering refused the training features ({exc}); "
+                                    f"training stopped; {self.degenerate_advice(epoch)}") from None
             log.info("epoch %d clustering: %s", epoch + 1, summary)
         row["cluster_time_s"] = time.perf_counter() - t0
         # diagnostics only: the true identities never feed back into training
@@ -142,6 +147,16 @@ class Trainer(EpochLoop):
             row["val_mAP"], row["val_rank1"] = res.mAP, float(res.cmc[0])
         log.info("epoch %d: %s", epoch + 1, format_row(row))
         return row
+
+    def degenerate_advice(self, epoch: int) -> str:
+        """What to do when the model entering ``epoch`` (0-based) gives degenerate features: the initial
+        model's come from ``model.weights``; later ones from the checkpoint, which resuming would reload."""
+        cfg = self.cfg
+        if epoch == 0:
+            return f"the initial model gives them: check model.weights ({cfg.model.weights})"
+        return (f"the model after epoch {epoch} (the checkpoint {self.paths.last}) gives them, so resuming it "
+                f"cannot help: training diverged; start again in another --out-dir with a lower rate "
+                f"(--set optim.lr={cfg.optim.lr / 10:g}), or check model.weights ({cfg.model.weights})")
 
     def _train_steps(self, epoch: int, ctx: LoopContext, feats: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
         """``optim.iters`` optimiser steps; memories updated after each step, in batch order."""

@@ -114,12 +114,37 @@ def test_run_that_never_trained_exits_non_zero_and_reports_show_it(data_index: P
 
 
 def test_diverged_model_hint_blames_the_learning_rate_not_eps(data_index: Path, tmp_path: Path) -> None:
-    """Case 5: the hint always blamed cluster.eps, also when optim.lr=0.3 had collapsed the features."""
+    """Case 5: the hint always blamed cluster.eps, also when optim.lr=0.3 had diverged the model. Depending
+    on the kernels' numerics the diverged features are NaN (the clusterer refuses them: the run stops) or
+    collapsed to one point (the run ends with status diverged); either way the advice is optim.lr."""
     cfg = make_cfg(data_index, optim__lr=0.3, optim__epochs=2, optim__iters=3, eval__every=0)
-    summary = train(cfg, tmp_path / "lr", progress=False)
-    assert summary["status"] == "diverged"
-    assert "collapsed" in summary["reason"] and "optim.lr (now 0.3)" in summary["reason"]
-    assert "cluster.eps" not in summary["reason"]
+    try:
+        summary = train(cfg, tmp_path / "lr", progress=False)
+    except TrainingError as exc:
+        text = str(exc)
+        assert "clustering refused the training features" in text
+        # the checkpoint entering the failed epoch is the diverged model: no advice to resume it
+        assert "resuming it cannot help" in text and "another --out-dir" in text and "optim.lr=0.03" in text
+    else:
+        assert summary["status"] == "diverged"
+        text = summary["reason"]
+        assert "collapsed" in text and "optim.lr (now 0.3)" in text
+    assert "cluster.eps" not in text
+
+
+def test_skip_hint_tells_collapsed_features_from_a_bad_radius(data_index: Path) -> None:
+    """The reason given when clustering finds fewer than two clusters: collapsed features blame the model
+    (optim.lr, model.weights), spread features the clustering radius (cluster.eps)."""
+    from hcm.engine.trainer import skip_hint
+
+    cfg = make_cfg(data_index)
+    gen = torch.Generator().manual_seed(0)
+    spread = torch.nn.functional.normalize(torch.randn(40, 16, generator=gen), dim=1)
+    collapsed = torch.nn.functional.normalize(torch.ones(40, 16) + 1e-4 * torch.randn(40, 16, generator=gen), dim=1)
+    degenerate, text = skip_hint(collapsed, cfg)
+    assert degenerate and "collapsed" in text and "optim.lr" in text and "cluster.eps" not in text
+    degenerate, text = skip_hint(spread, cfg)
+    assert not degenerate and "cluster.eps=0.7" in text and "optim.lr" not in text
 
 
 def test_out_dir_naming_a_file_is_one_line(data_index: Path, tmp_path: Path,
