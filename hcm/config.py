@@ -2,8 +2,9 @@
 variant overlays and a JSON schema.
 
 Resolution order (later wins): the ``_base_`` chain of the recipe file, the recipe
-file itself, the overlay of the chosen ``variant`` (``VARIANTS``), the ``--set``
-overrides. The result is validated by :class:`TrainConfig` (unknown keys are errors)
+file itself, the overlay of the chosen ``variant`` (:data:`hcm.variants.VARIANTS`), the
+``--set`` overrides. The modules under ``plugins`` are imported first (they may register
+the variant, loss terms or memory rules the config names). The result is validated by :class:`TrainConfig` (unknown keys are errors)
 and is written in full to every run directory.
 """
 
@@ -143,20 +144,98 @@ class ClusterConfig(_Section):
                     "(near-identical features). Well-clustered features need ~1,000-10,000; None = no bound")
 
 
+#: flat keys of earlier recipes (and of the sweep's knobs) -> (term, option) under ``loss.terms``
+LOSS_ALIASES: dict[str, tuple[str, str]] = {
+    "dynamic_factor": ("identity", "factor"), "gamma": ("identity", "gamma"), "tau": ("identity", "tau"),
+    "tau_v": ("image", "tau_v"), "n_neg": ("image", "n_neg"), "lambda_img": ("image", "weight"),
+}
+#: flat on/off switches of earlier recipes: ``loss.<term>: false`` removes the term
+LOSS_SWITCHES: tuple[str, ...] = ("identity", "image")
+#: flat keys of earlier recipes -> (memory, option) under ``memory``
+MEMORY_ALIASES: dict[str, tuple[str, str]] = {
+    "momentum_identity": ("identity", "momentum"), "momentum_image": ("image", "momentum"),
+}
+
+
+def _apply_aliases(data: dict[str, Any], sections: dict[str, Any], aliases: dict[str, tuple[str, str]]) -> None:
+    """Move flat alias keys of ``data`` into ``sections[section][option]`` (sections switched off ignore them)."""
+    for key, (section, option) in aliases.items():
+        if key in data:
+            value = data.pop(key)
+            if isinstance(sections.get(section), dict):
+                sections[section] = {**sections[section], option: value}
+
+
 class LossConfig(_Section):
-    identity: bool = Field(True, description="use the identity-level dynamic contrast loss L_id")
-    image: bool = Field(True, description="use the image-level sample constraint loss L_img")
-    dynamic_factor: str = Field("focal", description="registered dynamic factor form")
-    gamma: float = Field(2.0, ge=0, description="focusing exponent of the focal dynamic factor")
-    tau: float = Field(0.05, gt=0, description="temperature of L_id")
-    tau_v: float = Field(0.05, gt=0, description="temperature of L_img")
-    lambda_img: float = Field(1.0, ge=0, description="weight of L_img")
-    n_neg: int = Field(50, gt=0, description="hardest negatives per anchor in L_img")
+    """The loss: registered terms (``hcm.terms``) with their options, summed with their weights.
+
+    ``terms`` is merged over the default ``{identity: {}, image: {}}``; a term set to
+    ``null`` is removed (``--set loss.terms.image=null``). The flat keys of
+    :data:`LOSS_ALIASES` and :data:`LOSS_SWITCHES` are accepted and moved into ``terms``.
+    """
+
+    terms: dict[str, Any] = Field(
+        default_factory=lambda: {"identity": {}, "image": {}},
+        description="loss term name -> its options (weight and the term's own; see docs/extending.md); "
+                    "null removes a term")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        given = data.pop("terms", None) or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"loss.terms must be a mapping of term name -> options, got {given!r}")
+        terms: dict[str, Any] = {"identity": {}, "image": {}, **given}
+        for switch in LOSS_SWITCHES:
+            if switch in data:
+                on = data.pop(switch)
+                if not isinstance(on, bool):
+                    raise ValueError(f"loss.{switch} must be true or false, got {on!r}")
+                terms[switch] = (terms.get(switch) or {}) if on else None
+        _apply_aliases(data, terms, LOSS_ALIASES)
+        data["terms"] = {name: opts for name, opts in terms.items() if opts is not None}
+        return data
+
+    @field_validator("terms")
+    @classmethod
+    def _term_options(cls, terms: dict[str, Any]) -> dict[str, Any]:
+        from hcm.terms import LOSS_TERMS
+
+        if not terms:
+            raise ValueError("every loss term is off; keep at least one under loss.terms")
+        out = {}
+        for name, opts in terms.items():
+            if name not in LOSS_TERMS:
+                raise ValueError(f"unknown loss term {name!r}; registered: {', '.join(LOSS_TERMS.names())} "
+                                 "(a term of your own: list its module under plugins)")
+            options = LOSS_TERMS.get(name).options
+            out[name] = opts if isinstance(opts, options) else options.model_validate(opts or {})
+        return out
 
 
-class MemoryConfig(_Section):
-    momentum_identity: float = Field(0.1, ge=0, lt=1, description="m_c, weight of the old centroid")
-    momentum_image: float = Field(0.2, ge=0, lt=1, description="m_v, weight of the old image feature")
+class MemorySection(_Section):
+    rule: str = Field("momentum", description="registered update rule: momentum, hard, hybrid (hcm.memory)")
+    momentum: float | None = Field(
+        None, ge=0, lt=1, description="weight of the OLD value; default: the loss term's (identity 0.1, image 0.2)")
+
+
+def memory_sections(data: Any) -> Any:
+    """``memory`` config: defaults for the built-in memories, flat :data:`MEMORY_ALIASES` moved in."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return data
+    sections: dict[str, Any] = {"identity": {"momentum": 0.1}, "image": {"momentum": 0.2}}
+    for name, value in data.items():
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if name not in MEMORY_ALIASES:
+            sections[name] = {**sections.get(name, {}), **(value or {})}
+    _apply_aliases(dict(data), sections, MEMORY_ALIASES)
+    return sections
 
 
 class OptimConfig(_Section):
@@ -212,33 +291,14 @@ class RuntimeConfig(_Section):
         return value
 
 
-VariantName = Literal[
-    "hcm", "baseline", "identity_only", "image_only", "no_dynamic", "supervised", "untrained"
-]
-
-#: What each variant sets. Variants are data: one trainer, one loss module.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "hcm": {"labels": "pseudo", "adapt": True,
-            "loss": {"identity": True, "image": True, "dynamic_factor": "focal"}},
-    "baseline": {"labels": "pseudo", "adapt": True,
-                 "loss": {"identity": True, "image": False, "dynamic_factor": "none"}},
-    "identity_only": {"labels": "pseudo", "adapt": True,
-                      "loss": {"identity": True, "image": False, "dynamic_factor": "focal"}},
-    "image_only": {"labels": "pseudo", "adapt": True,
-                   "loss": {"identity": False, "image": True}},
-    "no_dynamic": {"labels": "pseudo", "adapt": True,
-                   "loss": {"identity": True, "image": True, "dynamic_factor": "none"}},
-    "supervised": {"labels": "true", "adapt": True,
-                   "loss": {"identity": True, "image": True, "dynamic_factor": "focal"}},
-    "untrained": {"labels": "pseudo", "adapt": False},
-}
-
-
 class TrainConfig(_Section):
     """The full, resolved configuration of one training run."""
 
     seed: int = 0
-    variant: VariantName = "hcm"
+    plugins: list[str] = Field(
+        default_factory=list, description="modules imported before the config is resolved: your own loss terms, "
+                                          "variants, memory rules, datasets (docs/extending.md)")
+    variant: str = Field("hcm", description="a registered variant (hcm.variants)")
     labels: Literal["pseudo", "true"] = Field("pseudo", description="pseudo labels, or true labels (upper bound)")
     adapt: bool = Field(True, description="False: evaluate the initial backbone only (lower bound)")
     dataset: DatasetConfig
@@ -247,10 +307,44 @@ class TrainConfig(_Section):
     sampler: SamplerConfig = SamplerConfig()
     cluster: ClusterConfig = ClusterConfig()
     loss: LossConfig = LossConfig()
-    memory: MemoryConfig = MemoryConfig()
+    memory: dict[str, MemorySection] = Field(
+        default_factory=lambda: {name: MemorySection(**v) for name, v in memory_sections({}).items()},
+        description="memory name (as the loss terms ask for it) -> update rule and momentum; "
+                    "flat momentum_identity / momentum_image are accepted")
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, name: str) -> str:
+        from hcm.variants import VARIANTS
+
+        if name not in VARIANTS:
+            raise ValueError(f"unknown variant {name!r}; registered: {', '.join(VARIANTS.names())} "
+                             "(a variant of your own: list its module under plugins)")
+        return name
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_sections(cls, data: Any) -> Any:
+        return memory_sections(data)
+
+    @model_validator(mode="after")
+    def _memories_of_terms(self) -> TrainConfig:
+        """Every memory the loss terms ask for gets a section; a missing momentum takes the term's default."""
+        from hcm.memory import MEMORY_RULES
+        from hcm.terms import memory_requests
+
+        for name, request in memory_requests(list(self.loss.terms)).items():
+            section = self.memory.setdefault(name, MemorySection())
+            if section.momentum is None:
+                section.momentum = request.momentum
+        for name, section in self.memory.items():
+            if section.rule not in MEMORY_RULES:
+                raise ValueError(f"memory.{name}.rule: unknown rule {section.rule!r}; registered: "
+                                 f"{', '.join(MEMORY_RULES.names())}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -378,12 +472,20 @@ def _validate(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
 
 def resolve_train_config(data: dict[str, Any], overrides: dict[str, Any] | None = None,
                          source: str = "<config>") -> TrainConfig:
-    """Apply the variant overlay and the overrides to ``data`` and validate."""
+    """Load the plugins, apply the variant overlay and the overrides to ``data`` and validate."""
+    from hcm.plugins import load_plugins
+    from hcm.variants import VARIANTS
+
     overrides = overrides or {}
+    plugins = overrides.get("plugins", data.get("plugins")) or []
+    if not isinstance(plugins, list):
+        raise ConfigError(f"{source}: plugins must be a list of module names, got {plugins!r}")
+    load_plugins(plugins, source=source)
     variant = overrides.get("variant", data.get("variant", "hcm"))
     if not isinstance(variant, str) or variant not in VARIANTS:  # a list or mapping is unhashable
-        raise ConfigError(f"{source}: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    merged = deep_merge(deep_merge(data, VARIANTS[variant]), overrides)
+        raise ConfigError(f"{source}: unknown variant {variant!r}; choose one of {', '.join(VARIANTS.names())} "
+                          "(or list the module that registers it under plugins)")
+    merged = deep_merge(deep_merge(data, VARIANTS.get(variant).overlay), overrides)
     merged["variant"] = variant
     return _validate(TrainConfig, merged, source)
 
@@ -398,8 +500,27 @@ def load_pretrain_config(path: str | Path, overrides: list[str] | None = None) -
 
 
 def json_schema(kind: Literal["train", "pretrain"] = "train") -> str:
+    """The JSON schema; ``variant``'s enum lists the registered variants."""
     model = TrainConfig if kind == "train" else PretrainConfig
-    return json.dumps(model.model_json_schema(), indent=2, sort_keys=True)
+    schema = model.model_json_schema()
+    if kind == "train":
+        from hcm.variants import VARIANTS
+
+        schema["properties"]["variant"]["enum"] = VARIANTS.names()
+    return json.dumps(schema, indent=2, sort_keys=True)
+
+
+def canonical_key(key: str) -> str:
+    """The resolved config's key for a dotted key that may be a flat alias (``loss.gamma`` ->
+    ``loss.terms.identity.gamma``, ``memory.momentum_image`` -> ``memory.image.momentum``)."""
+    section, _, rest = key.partition(".")
+    if section == "loss" and rest in LOSS_ALIASES:
+        term, option = LOSS_ALIASES[rest]
+        return f"loss.terms.{term}.{option}"
+    if section == "memory" and rest in MEMORY_ALIASES:
+        name, option = MEMORY_ALIASES[rest]
+        return f"memory.{name}.{option}"
+    return key
 
 
 def dump_yaml(cfg: BaseModel) -> str:

@@ -1,4 +1,4 @@
-"""HCM's losses (method.md, "Losses"): dynamic contrast loss, sample constraint loss, total.
+"""HCM's losses (method.md, "Losses"): the dynamic contrast loss and the sample constraint loss.
 
 Pure functions of tensors. ``q`` is the batch of L2-normalised embeddings (B, d); the
 memories are read, never written, here (see :mod:`hcm.memory`). Similarities and
@@ -6,52 +6,71 @@ softmaxes are computed in float32 at least (float64 inputs stay float64), with a
 off, so the losses are the same under AMP.
 
 The loss forms are this project's reading of the HCM abstract (the paper's equations
-were not available); every choice is a named option in :class:`hcm.config.LossConfig`.
+were not available); every choice is a named option of the loss terms that use these
+functions (:mod:`hcm.terms.identity`, :mod:`hcm.terms.image`), which the trainer composes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
-from hcm.config import LossConfig
-from hcm.errors import ConfigError
 from hcm.registry import Registry
 
-if TYPE_CHECKING:
-    from hcm.memory import IdentityMemory, ImageMemory
+
+@dataclass(frozen=True)
+class FactorInputs:
+    """What a dynamic factor sees, all detached: the anchors' logits over every identity
+    (``q . c_k / tau``, (B, K)), their targets (B,) and target probabilities ``p`` (B,).
+
+    The negatives' logits are ``logits`` without the target column: a reading that weighs
+    hard negatives (e.g. by the largest negative logit) uses them.
+    """
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    p: torch.Tensor
+
+    def negative_logits(self) -> torch.Tensor:
+        """``logits`` with each row's target entry set to -inf (B, K)."""
+        return self.logits.scatter(1, self.targets[:, None], float("-inf"))
 
 
 class DynamicFactor(Protocol):
-    """``delta = factor(p, gamma=gamma)``: per-anchor weights (B,) from target probabilities (B,)."""
+    """``delta = factor(inputs, gamma=gamma)``: per-anchor weights (B,) from :class:`FactorInputs`.
 
-    def __call__(self, p: torch.Tensor, *, gamma: float) -> torch.Tensor: ...
+    The factor sees the WHOLE batch (also under gradient accumulation), so a batch
+    normaliser (as focal's mean) is the whole batch's.
+    """
+
+    def __call__(self, inputs: FactorInputs, *, gamma: float) -> torch.Tensor: ...
 
 
-#: dynamic factor forms ``delta = factor(p, gamma=...)``, p = target probability (B,)
+#: dynamic factor forms ``delta = factor(inputs, gamma=...)`` (``loss.terms.identity.factor``)
 DYNAMIC_FACTORS: Registry[DynamicFactor] = Registry("dynamic factor")
 
 
 @DYNAMIC_FACTORS.register("focal")
-def focal_factor(p: torch.Tensor, *, gamma: float) -> torch.Tensor:
+def focal_factor(inputs: FactorInputs, *, gamma: float) -> torch.Tensor:
     """``delta_i = (1 - p_i)^gamma / mean_j (1 - p_j)^gamma``, detached (method.md, "Losses").
 
     Hard samples (low p) weigh more, easy ones less; the batch mean of delta is 1. If
     every ``(1 - p)^gamma`` is 0 (all p = 1; the loss is 0 anyway) the factor is all ones.
     ``gamma = 0`` gives all ones.
     """
-    w = (1.0 - p.detach()).clamp_min(0.0).pow(gamma)
+    w = (1.0 - inputs.p.detach()).clamp_min(0.0).pow(gamma)
     mean = w.mean()
     tiny = torch.finfo(w.dtype).tiny
     return torch.where(mean > 0, w / mean.clamp_min(tiny), torch.ones_like(w))
 
 
 @DYNAMIC_FACTORS.register("none")
-def no_factor(p: torch.Tensor, *, gamma: float) -> torch.Tensor:
+def no_factor(inputs: FactorInputs, *, gamma: float) -> torch.Tensor:
     """``delta_i = 1``: L_id becomes Cluster Contrast's ClusterNCE."""
-    return torch.ones_like(p.detach())
+    return torch.ones_like(inputs.p.detach())
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -82,7 +101,7 @@ def dynamic_contrast_terms(q: torch.Tensor, centroids: torch.Tensor, targets: to
         logits = q.to(dtype) @ centroids.to(device=q.device, dtype=dtype).t() / tau
         log_p = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
         p = log_p.detach().exp()
-        delta = form(p, gamma=gamma).detach()
+        delta = form(FactorInputs(logits.detach(), targets, p), gamma=gamma).detach()
         loss = -(delta * log_p).mean()
     return loss, delta, p
 
@@ -153,44 +172,3 @@ def sample_constraint_loss(q: torch.Tensor, memory_features: torch.Tensor, memor
     """
     return sample_constraint_terms(q, memory_features, memory_labels, anchor_indices, anchor_labels,
                                    tau_v=tau_v, n_neg=n_neg)[0]
-
-
-def hcm_loss(q: torch.Tensor, *, identity_memory: IdentityMemory | None,
-             image_memory: ImageMemory | None, targets: torch.Tensor,
-             indices: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss ``L = L_id + lambda_img * L_img`` (method.md, "Losses"), per ``cfg`` switches.
-
-    ``identity_memory`` (:class:`hcm.memory.IdentityMemory`) is used only if
-    ``cfg.identity``, ``image_memory`` (:class:`hcm.memory.ImageMemory`) only if
-    ``cfg.image``; either may be ``None`` when its term is off. ``targets`` are the
-    anchors' pseudo labels, ``indices`` their image-memory slots. Returns the loss and
-    floats for logging: ``loss`` always; with L_id ``loss_id``, ``delta_mean``,
-    ``delta_max``, ``p_mean`` (mean target probability); with L_img ``loss_img`` and
-    ``img_anchor_frac`` (fraction of anchors that had a positive).
-    """
-    if not (cfg.identity or cfg.image):
-        raise ConfigError("loss.identity and loss.image are both false; enable at least one")
-    total: torch.Tensor | None = None
-    logs: dict[str, torch.Tensor] = {}
-    if cfg.identity:
-        if identity_memory is None:
-            raise ValueError("hcm_loss: loss.identity is on but identity_memory is None")
-        loss_id, delta, p = dynamic_contrast_terms(
-            q, identity_memory.features, targets, tau=cfg.tau, factor=cfg.dynamic_factor, gamma=cfg.gamma
-        )
-        total = loss_id
-        logs.update(loss_id=loss_id.detach(), delta_mean=delta.mean(), delta_max=delta.max(),
-                    p_mean=p.mean())
-    if cfg.image:
-        if image_memory is None:
-            raise ValueError("hcm_loss: loss.image is on but image_memory is None")
-        loss_img, has_pos = sample_constraint_terms(
-            q, image_memory.features, image_memory.labels, indices, targets, tau_v=cfg.tau_v, n_neg=cfg.n_neg
-        )
-        total = cfg.lambda_img * loss_img if total is None else total + cfg.lambda_img * loss_img
-        logs.update(loss_img=loss_img.detach(), img_anchor_frac=has_pos.float().mean())
-    assert total is not None
-    logs["loss"] = total.detach()
-    names = list(logs)
-    values = torch.stack([logs[k].to(device=q.device, dtype=torch.float64) for k in names]).tolist()
-    return total, dict(zip(names, values, strict=True))

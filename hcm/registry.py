@@ -1,4 +1,5 @@
-"""A small name -> object registry used for datasets, losses, dynamic factors and clusterers."""
+"""A small name -> object registry used for datasets, loss terms, variants, memory rules, dynamic factors
+and clusterers."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def values(self) -> list[T]:
+        """The registered objects in registration order."""
+        return list(self._items.values())
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -9,15 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from hcm.config import LossConfig
-from hcm.errors import ConfigError
 from hcm.losses import (
     DYNAMIC_FACTORS,
+    FactorInputs,
     dynamic_contrast_loss,
     focal_factor,
-    hcm_loss,
     sample_constraint_loss,
 )
 from hcm.memory import IdentityMemory, ImageMemory
+from hcm.terms import total_loss
 
 E = math.e
 
@@ -25,27 +25,41 @@ E = math.e
 # ---------------------------------------------------------------- dynamic factor
 
 
+def _fi(p: torch.Tensor) -> FactorInputs:
+    """Factor inputs with target probabilities ``p`` (logits of two identities, target 0)."""
+    logits = torch.stack([p.detach().log(), (1 - p.detach()).clamp_min(1e-30).log()], dim=1)
+    return FactorInputs(logits, torch.zeros(len(p), dtype=torch.long), p)
+
+
 def test_focal_factor_hand_values() -> None:
     p = torch.tensor([0.5, 0.75, 1.0])
     # (1-p)^2 = 0.25, 0.0625, 0 ; mean = 0.3125/3 ; delta = w / mean
     mean = (0.25 + 0.0625 + 0.0) / 3
     want = torch.tensor([0.25 / mean, 0.0625 / mean, 0.0])
-    got = focal_factor(p, gamma=2.0)
+    got = focal_factor(_fi(p), gamma=2.0)
     torch.testing.assert_close(got, want)
     assert got.mean().item() == pytest.approx(1.0)
 
 
 def test_focal_factor_all_easy_gives_ones_and_gamma_zero_gives_ones() -> None:
-    assert torch.equal(focal_factor(torch.ones(4), gamma=2.0), torch.ones(4))
-    torch.testing.assert_close(focal_factor(torch.tensor([0.1, 0.9]), gamma=0.0), torch.ones(2))
+    assert torch.equal(focal_factor(_fi(torch.ones(4)), gamma=2.0), torch.ones(4))
+    torch.testing.assert_close(focal_factor(_fi(torch.tensor([0.1, 0.9])), gamma=0.0), torch.ones(2))
 
 
 def test_factors_are_detached_and_registered() -> None:
     assert DYNAMIC_FACTORS.names() == ["focal", "none"]
     p = torch.tensor([0.2, 0.6], requires_grad=True)
     for name in DYNAMIC_FACTORS:
-        assert not DYNAMIC_FACTORS.get(name)(p, gamma=2.0).requires_grad
-    assert torch.equal(DYNAMIC_FACTORS.get("none")(p, gamma=2.0), torch.ones(2))
+        assert not DYNAMIC_FACTORS.get(name)(_fi(p), gamma=2.0).requires_grad
+    assert torch.equal(DYNAMIC_FACTORS.get("none")(_fi(p), gamma=2.0), torch.ones(2))
+
+
+def test_factor_inputs_expose_the_negatives_logits() -> None:
+    logits = torch.tensor([[2.0, 5.0, -1.0], [0.0, 1.0, 3.0]])
+    inputs = FactorInputs(logits, torch.tensor([1, 2]), torch.softmax(logits, 1)[[0, 1], [1, 2]])
+    neg = inputs.negative_logits()
+    assert neg[0].tolist() == [2.0, float("-inf"), -1.0] and neg[1].tolist() == [0.0, 1.0, float("-inf")]
+    assert neg.max(dim=1).values.tolist() == [2.0, 1.0]  # the hardest negative of each anchor
 
 
 # ---------------------------------------------------------------- L_id
@@ -277,12 +291,18 @@ def _memories() -> tuple[torch.Tensor, IdentityMemory, ImageMemory, torch.Tensor
     return q, ident, image, idx, labels[idx]
 
 
-def test_hcm_loss_combines_terms_with_lambda() -> None:
+def _total(q: torch.Tensor, ident: IdentityMemory, image: ImageMemory, idx: torch.Tensor, y: torch.Tensor,
+           cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    return total_loss(q, {"targets": y, "indices": idx}, {"identity": ident, "image": image}, cfg.terms)
+
+
+def test_total_loss_combines_terms_with_their_weights() -> None:
     q, ident, image, idx, y = _memories()
     cfg = LossConfig(lambda_img=0.3, n_neg=4)
-    loss, parts = hcm_loss(q, identity_memory=ident, image_memory=image, targets=y, indices=idx, cfg=cfg)
-    l_id = dynamic_contrast_loss(q, ident.features, y, tau=cfg.tau, factor="focal", gamma=cfg.gamma)
-    l_img = sample_constraint_loss(q, image.features, image.labels, idx, y, tau_v=cfg.tau_v, n_neg=4)
+    loss, parts = _total(q, ident, image, idx, y, cfg)
+    opts = cfg.terms["identity"]
+    l_id = dynamic_contrast_loss(q, ident.features, y, tau=opts.tau, factor="focal", gamma=opts.gamma)
+    l_img = sample_constraint_loss(q, image.features, image.labels, idx, y, tau_v=cfg.terms["image"].tau_v, n_neg=4)
     torch.testing.assert_close(loss, l_id + 0.3 * l_img)
     assert parts["loss"] == pytest.approx(loss.item())
     assert parts["loss_id"] == pytest.approx(l_id.item())
@@ -293,30 +313,41 @@ def test_hcm_loss_combines_terms_with_lambda() -> None:
     assert q.grad is not None and q.grad.abs().sum() > 0
 
 
-def test_hcm_loss_switches() -> None:
+def test_total_loss_uses_only_the_configured_terms() -> None:
     q, ident, image, idx, y = _memories()
-    # identity off: no centroid use at all (identity_memory may be None)
+    # identity off (flat switch of older recipes): no centroid use at all
     cfg = LossConfig(identity=False, lambda_img=2.0, n_neg=4)
-    loss, parts = hcm_loss(q, identity_memory=None, image_memory=image, targets=y, indices=idx, cfg=cfg)
-    want = 2.0 * sample_constraint_loss(q, image.features, image.labels, idx, y, tau_v=cfg.tau_v, n_neg=4)
+    assert list(cfg.terms) == ["image"]
+    loss, parts = total_loss(q, {"targets": y, "indices": idx}, {"image": image}, cfg.terms)
+    want = 2.0 * sample_constraint_loss(q, image.features, image.labels, idx, y, tau_v=0.05, n_neg=4)
     torch.testing.assert_close(loss, want)
     assert "loss_id" not in parts and "loss_img" in parts
-    # image off: exactly L_id, image memory unused
-    cfg = LossConfig(image=False, dynamic_factor="none")
-    loss, parts = hcm_loss(q, identity_memory=ident, image_memory=None, targets=y, indices=idx, cfg=cfg)
-    torch.testing.assert_close(loss, F.cross_entropy(q @ ident.features.t() / cfg.tau, y))
+    # image off (terms form, null removes): exactly L_id
+    cfg = LossConfig(terms={"identity": {"factor": "none"}, "image": None})
+    loss, parts = total_loss(q, {"targets": y, "indices": idx}, {"identity": ident}, cfg.terms)
+    torch.testing.assert_close(loss, F.cross_entropy(q @ ident.features.t() / 0.05, y))
     assert "loss_img" not in parts
-    with pytest.raises(ConfigError, match="both false"):
-        hcm_loss(q, identity_memory=ident, image_memory=image, targets=y, indices=idx,
-                 cfg=LossConfig(identity=False, image=False))
-    with pytest.raises(ValueError, match="identity_memory is None"):
-        hcm_loss(q, identity_memory=None, image_memory=image, targets=y, indices=idx, cfg=LossConfig())
+    with pytest.raises(ValueError, match="keep at least one"):
+        LossConfig(identity=False, image=False)
+    with pytest.raises(ValueError, match="unknown loss term 'nope'"):
+        LossConfig(terms={"nope": {}})
 
 
-def test_hcm_loss_does_not_touch_memories() -> None:
+def test_hybrid_identity_memory_averages_the_banks() -> None:
+    q, ident, image, idx, y = _memories()
+    hybrid = IdentityMemory(ident.features, rule="hybrid", momentum=0.5)
+    hybrid.update(q.detach(), y)  # the banks part ways: hard member vs batch mean
+    assert not torch.equal(hybrid.banks[0], hybrid.banks[1])
+    loss, _ = total_loss(q, {"targets": y, "indices": idx}, {"identity": hybrid},
+                         LossConfig(terms={"image": None}).terms)
+    want = [dynamic_contrast_loss(q, bank, y, tau=0.05, factor="focal", gamma=2.0) for bank in hybrid.banks]
+    torch.testing.assert_close(loss, (want[0] + want[1]) / 2)
+
+
+def test_total_loss_does_not_touch_memories() -> None:
     q, ident, image, idx, y = _memories()
     before = (ident.features.clone(), image.features.clone())
-    loss, _ = hcm_loss(q, identity_memory=ident, image_memory=image, targets=y, indices=idx, cfg=LossConfig())
+    loss, _ = _total(q, ident, image, idx, y, LossConfig())
     loss.backward()
     assert torch.equal(ident.features, before[0]) and torch.equal(image.features, before[1])
     assert not ident.features.requires_grad and ident.features.grad is None

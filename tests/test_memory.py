@@ -1,4 +1,4 @@
-"""Identity and image memories: construction, sequential momentum updates, accumulation."""
+"""Memories: construction, the update rules (momentum, hard, hybrid) against slow per-sample loops."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from hcm.memory import (
+    MEMORY_RULES,
     IdentityMemory,
     ImageMemory,
-    PendingUpdates,
+    build_memory,
     momentum_update_,
     occurrence_rank,
+    update_memories,
 )
 
 
@@ -124,43 +126,104 @@ def test_update_is_outside_autograd() -> None:
     assert not mem.features.requires_grad
 
 
-def test_accumulated_micro_batches_equal_one_full_batch_update() -> None:
+def _hard_loop(table: torch.Tensor, slots: torch.Tensor, q: torch.Tensor, m: float) -> torch.Tensor:
+    """Cluster Contrast's CM_Hard backward: per slot, the member with the LOWEST similarity to the row."""
+    out = table.clone()
+    members: dict[int, list[torch.Tensor]] = {}
+    for x, y in zip(q, slots.tolist(), strict=True):
+        members.setdefault(y, []).append(x)
+    for y, xs in members.items():
+        sims = [float(x @ out[y]) for x in xs]
+        hard = xs[sims.index(min(sims))]
+        out[y] = m * out[y] + (1.0 - m) * hard
+        out[y] = out[y] / out[y].norm()
+    return out
+
+
+def _mean_loop(table: torch.Tensor, slots: torch.Tensor, q: torch.Tensor, m: float) -> torch.Tensor:
+    """HHCL's mean bank: per slot, the mean of its members in the batch."""
+    out = table.clone()
+    members: dict[int, list[torch.Tensor]] = {}
+    for x, y in zip(q, slots.tolist(), strict=True):
+        members.setdefault(y, []).append(x)
+    for y, xs in members.items():
+        out[y] = m * out[y] + (1.0 - m) * torch.stack(xs).mean(0)
+        out[y] = out[y] / out[y].norm()
+    return out
+
+
+def _random_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    table = F.normalize(torch.randn(6, 5, generator=g, dtype=torch.float64), dim=1)
+    q = F.normalize(torch.randn(24, 5, generator=g, dtype=torch.float64), dim=1)
+    slots = torch.randint(0, 6, (24,), generator=g)
+    return table, slots, q
+
+
+def test_rules_are_registered() -> None:
+    assert MEMORY_RULES.names() == ["hard", "hybrid", "momentum"]
+    assert MEMORY_RULES.get("hybrid").banks == 2 and MEMORY_RULES.get("hard").banks == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("momentum", [0.0, 0.2, 0.9])
+def test_hard_rule_matches_the_per_sample_loop(seed: int, momentum: float) -> None:
+    table, slots, q = _random_case(seed)
+    mem = IdentityMemory(table, rule="hard", momentum=momentum)
+    mem._banks = [table.clone()]  # float64 reference precision
+    mem.update(q, slots)
+    torch.testing.assert_close(mem.features, _hard_loop(table, slots, q, momentum), rtol=0, atol=1e-12)
+
+
+def test_hard_rule_takes_the_first_member_on_ties() -> None:
+    mem = IdentityMemory(torch.tensor([[1.0, 0.0]]), rule="hard", momentum=0.0)
+    # both members have similarity 0 with the row; the first one wins, as np.argmin
+    mem.update(torch.tensor([[0.0, 1.0], [0.0, -1.0]]), torch.tensor([0, 0]))
+    assert mem.features.tolist() == [[0.0, 1.0]]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hybrid_rule_matches_the_per_sample_loops(seed: int) -> None:
+    table, slots, q = _random_case(seed)
+    mem = IdentityMemory(table, rule="hybrid", momentum=0.3)
+    mem._banks = [table.clone(), table.clone()]
+    mem.update(q, slots)
+    torch.testing.assert_close(mem.banks[0], _hard_loop(table, slots, q, 0.3), rtol=0, atol=1e-12)
+    torch.testing.assert_close(mem.banks[1], _mean_loop(table, slots, q, 0.3), rtol=0, atol=1e-12)
+    state = mem.state_dict()
+    other = IdentityMemory(torch.ones(1, 5), rule="hybrid", momentum=0.3)
+    other.load_state_dict(state)
+    assert all(torch.equal(a, b.float()) for a, b in zip(other.banks, mem.banks, strict=True))
+
+
+@pytest.mark.parametrize("rule", ["momentum", "hard", "hybrid"])
+def test_every_rule_keeps_unit_rows_and_leaves_other_slots(rule: str) -> None:
+    table, slots, q = _random_case(4)
+    slots = slots % 3  # slots 3..5 are not in the batch
+    mem = ImageMemory(table.float(), torch.arange(6), rule=rule, momentum=0.5)
+    before = mem.features.clone()
+    mem.update(q.float(), slots)
+    for bank in mem.banks:
+        torch.testing.assert_close(bank.norm(dim=1), torch.ones(6))
+        assert torch.equal(bank[3:], before[3:]) and not torch.equal(bank[:3], before[:3])
+
+
+def test_update_memories_updates_each_memory_by_its_slot_key() -> None:
     g = torch.Generator().manual_seed(2)
     n, d, k = 20, 6, 4
     feats = F.normalize(torch.randn(n, d, generator=g), dim=1)
     labels = torch.arange(n) % k
     q = F.normalize(torch.randn(16, d, generator=g), dim=1)
-    idx = torch.randint(0, n, (16,), generator=g)  # repeats across micro-batches
+    idx = torch.randint(0, n, (16,), generator=g)  # repeats
     y = labels[idx]
-
-    full_id, full_img = IdentityMemory.from_features(feats, labels), ImageMemory(feats, labels)
-    full_id.update(q, y, 0.1)
-    full_img.update(q, idx, 0.2)
-
-    acc_id, acc_img = IdentityMemory.from_features(feats, labels), ImageMemory(feats, labels)
-    start = (acc_id.features.clone(), acc_img.features.clone())
-    pending = PendingUpdates()
-    for part in range(4):
-        sl = slice(4 * part, 4 * part + 4)
-        pending.add(q[sl], y[sl], idx[sl])
-        # the memory the next micro-batch's loss sees is still the step's starting state
-        assert torch.equal(acc_id.features, start[0]) and torch.equal(acc_img.features, start[1])
-    assert len(pending) == 16
-    pending.apply(acc_id, acc_img, momentum_identity=0.1, momentum_image=0.2)
-    assert len(pending) == 0
-    torch.testing.assert_close(acc_id.features, full_id.features, rtol=0, atol=0)
-    torch.testing.assert_close(acc_img.features, full_img.features, rtol=0, atol=0)
-    torch.testing.assert_close(acc_img.features, _loop_update(start[1], idx, q, 0.2))
-
-
-def test_pending_updates_copy_inputs_and_skip_none() -> None:
-    mem = ImageMemory(torch.eye(2), torch.tensor([0, 1]))
-    pending = PendingUpdates()
-    q = torch.tensor([[0.0, 1.0]])
-    pending.add(q, torch.tensor([0]), torch.tensor([0]))
-    q.zero_()  # later in-place changes to q do not leak into the recorded update
-    pending.apply(None, mem, momentum_identity=0.1, momentum_image=0.0)
-    torch.testing.assert_close(mem.features, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+    mems = {"identity": build_memory("cluster", feats, labels, rule="momentum", momentum=0.1),
+            "image": build_memory("instance", feats, labels, rule="momentum", momentum=0.2)}
+    start = (mems["identity"].features.clone(), mems["image"].features.clone())
+    update_memories(mems, q.requires_grad_(), {"targets": y, "indices": idx})
+    torch.testing.assert_close(mems["identity"].features, _loop_update(start[0], y, q.detach(), 0.1))
+    torch.testing.assert_close(mems["image"].features, _loop_update(start[1], idx, q.detach(), 0.2))
+    with pytest.raises(ValueError, match="unknown memory kind"):
+        build_memory("nope", feats, labels, rule="momentum", momentum=0.1)
 
 
 def test_state_dict_round_trip() -> None:

@@ -30,7 +30,7 @@ from hcm.data.images import ImageCache, ImageDataset
 from hcm.data.samplers import IdentitySampler
 from hcm.data.transforms import build_train_transform
 from hcm.engine.checkpoint import load_checkpoint, save_checkpoint
-from hcm.engine.history import EPOCH_COLUMNS, write_history
+from hcm.engine.history import write_history
 from hcm.engine.setup import (
     DataSplits,
     Runtime,
@@ -122,7 +122,8 @@ class LoopContext:
 class EpochLoop:
     """Run ``num_epochs`` epochs into ``out_dir``; subclasses implement the hooks below."""
 
-    history_columns: tuple[str, ...] = EPOCH_COLUMNS
+    #: columns of epochs.csv (None: those of a training run, :func:`hcm.engine.history.epoch_columns`)
+    history_columns: tuple[str, ...] | None = None
     #: files only a finished run has (replaced only with ``overwrite`` when no checkpoint is left)
     finished_files: tuple[str, ...] = ("model.pt", "train_summary.json")
 

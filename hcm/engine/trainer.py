@@ -4,9 +4,10 @@ Per epoch: extract features of all training images -> labels (pseudo labels from
 clusterer, or the true identities when ``labels=true``) -> rebuild the identity and
 image memories -> ``optim.iters`` steps on P x K batches -> optional evaluation.
 
-What the variants switch is read from the config (``loss.identity``, ``loss.image``,
-``loss.dynamic_factor``, ``labels``, ``adapt``); nothing here branches on the variant
-name. The reported model is the final one (``eval.select=final``) or the best on a
+What the variants switch is read from the config (the loss terms under ``loss.terms``
+and their options, the memories' update rules under ``memory``, ``labels``, ``adapt``);
+nothing here branches on the variant name or on a loss term: the memories built are the
+ones the configured terms ask for, and all are updated through one interface. The reported model is the final one (``eval.select=final``) or the best on a
 validation split of training identities (``eval.select=val``), never chosen on the
 test set; test-set scores logged during training are for curves only.
 """
@@ -33,9 +34,9 @@ from hcm.engine.evaluation import evaluate_model, extract_table
 from hcm.engine.loop import EpochLoop, LoopContext, LoopState, format_row
 from hcm.engine.setup import DataSplits
 from hcm.errors import TrainingError
-from hcm.losses import hcm_loss
-from hcm.memory import IdentityMemory, ImageMemory, PendingUpdates
+from hcm.memory import Memory, build_memory, update_memories
 from hcm.models import build_model, load_weights, save_weights
+from hcm.terms import memory_requests, total_loss
 from hcm.utils.environment import describe_environment
 from hcm.utils.io import atomic_write_json
 
@@ -163,52 +164,101 @@ class Trainer(EpochLoop):
         cfg, runtime = self.cfg, ctx.runtime
         device = runtime.device
         t0 = time.perf_counter()
-        feats_dev = feats.to(device)
         labels_t = torch.tensor(labels, dtype=torch.long, device=device)
-        id_mem = IdentityMemory.from_features(feats_dev, labels_t) if cfg.loss.identity else None
-        img_mem = ImageMemory(feats_dev, labels_t) if cfg.loss.image else None
+        memories = build_memories(cfg, feats.to(device), labels_t)
 
         sampler = IdentitySampler(
             labels, ctx.splits.train["camid"].to_numpy(), batch_size=cfg.sampler.batch_size,
             num_instances=cfg.sampler.num_instances, num_batches=cfg.optim.iters, seed=[cfg.seed, epoch],
         )
         batches = ctx.train_batches(ctx.splits.train, sampler, cfg.input, cfg.runtime.workers)
-        accum = cfg.sampler.accum_steps
         sums: dict[str, float] = {}
         ctx.model.train()
         bar = tqdm(batches, desc=f"epoch {epoch + 1} train", disable=not self.progress, leave=False,
                    total=len(sampler))
         for it, (images, indices) in enumerate(bar):
-            targets = labels_t[indices]
+            batch = {"targets": labels_t[indices], "indices": indices}
             ctx.optimizer.zero_grad(set_to_none=True)
-            # all micro-batches see the memories as they were at the start of the step
-            pending, step_parts = PendingUpdates(), {}
-            for img_mb, idx_mb, tgt_mb in zip(images.chunk(accum), indices.chunk(accum), targets.chunk(accum),
-                                               strict=True):
-                with torch.autocast(device.type, enabled=runtime.amp):
-                    q = ctx.model(img_mb)
-                loss, parts = hcm_loss(q.float(), identity_memory=id_mem, image_memory=img_mem,
-                                       targets=tgt_mb, indices=idx_mb, cfg=cfg.loss)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"non-finite loss at epoch {epoch + 1}, iteration {it + 1} ({format_row(parts)}); "
-                        f"training stopped; {self.kept_checkpoint()}. "
-                        f"{self.diverged_advice()}"
-                    )
-                ctx.scaler.scale(loss / accum).backward()
-                pending.add(q.detach().float(), tgt_mb, idx_mb)
-                for k, v in parts.items():
-                    step_parts[k] = step_parts.get(k, 0.0) + v / accum
+            try:
+                q, parts = backward_whole_batch(ctx, images, batch, memories, cfg)
+            except NonFiniteLoss as exc:
+                raise TrainingError(
+                    f"non-finite loss at epoch {epoch + 1}, iteration {it + 1} ({format_row(exc.parts)}); "
+                    f"training stopped; {self.kept_checkpoint()}. "
+                    f"{self.diverged_advice()}"
+                ) from None
             ctx.scaler.step(ctx.optimizer)
             ctx.scaler.update()
-            pending.apply(id_mem, img_mem, momentum_identity=cfg.memory.momentum_identity,
-                          momentum_image=cfg.memory.momentum_image)
-            for k, v in step_parts.items():
+            # every micro-batch's loss saw the memories of the step's start; now one update, in batch order
+            update_memories(memories, q, batch)
+            for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{step_parts.get('loss', math.nan):.3f}")
+            bar.set_postfix(loss=f"{parts.get('loss', math.nan):.3f}")
         out = {k: v / cfg.optim.iters for k, v in sums.items()}
         out["train_time_s"] = time.perf_counter() - t0
         return out
+
+
+def build_memories(cfg: TrainConfig, features: torch.Tensor, labels: torch.Tensor) -> dict[str, Memory]:
+    """The memories the configured loss terms ask for, from all training features (method.md, "Pipeline")."""
+    return {
+        name: build_memory(request.kind, features, labels, rule=cfg.memory[name].rule,
+                           momentum=float(cfg.memory[name].momentum))
+        for name, request in memory_requests(list(cfg.loss.terms)).items()
+    }
+
+
+class NonFiniteLoss(ArithmeticError):
+    def __init__(self, parts: dict[str, float]) -> None:
+        super().__init__("non-finite loss")
+        self.parts = parts
+
+
+def backward_whole_batch(ctx: LoopContext, images: torch.Tensor, batch: dict[str, torch.Tensor],
+                         memories: dict[str, Memory], cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Accumulate the gradient of the whole batch's loss; return the batch's embeddings (detached) and logs.
+
+    ``sampler.accum_steps`` = 1: one forward and backward. More: the batch is split into
+    micro-batches; a no-grad forward of each gives the whole batch's embeddings ``q``, the
+    loss and its gradient ``dL/dq`` are computed on the whole batch (so every normaliser, as
+    the dynamic factor's batch mean or L_img's mean over anchors, is the whole batch's), then
+    each micro-batch is forwarded again and back-propagates its rows of ``dL/dq``. The
+    parameter gradient equals the whole batch's (to float rounding) at the cost of one extra
+    forward. BatchNorm still normalises each micro-batch with its own statistics in training
+    mode (its buffers are restored after the no-grad pass, so running statistics are updated
+    once per micro-batch), which no split can avoid.
+    """
+    model, runtime, scaler = ctx.model, ctx.runtime, ctx.scaler
+    device_type = runtime.device.type
+    accum = cfg.sampler.accum_steps
+    terms = cfg.loss.terms
+    if accum == 1:
+        with torch.autocast(device_type, enabled=runtime.amp):
+            q = model(images)
+        q = q.float()
+        loss, parts = total_loss(q, batch, memories, terms)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(parts)
+        scaler.scale(loss).backward()
+        return q.detach(), parts
+    chunks = images.chunk(accum)
+    saved = [b.detach().clone() for b in model.buffers()]
+    with torch.no_grad(), torch.autocast(device_type, enabled=runtime.amp):
+        q_all = torch.cat([model(c).float() for c in chunks])
+    with torch.no_grad():
+        for buf, old in zip(model.buffers(), saved, strict=True):
+            buf.copy_(old)
+    q_leaf = q_all.detach().requires_grad_()
+    loss, parts = total_loss(q_leaf, batch, memories, terms)
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(parts)
+    scaler.scale(loss).backward()
+    assert q_leaf.grad is not None
+    for chunk, grad in zip(chunks, q_leaf.grad.split([len(c) for c in chunks]), strict=True):
+        with torch.autocast(device_type, enabled=runtime.amp):
+            q = model(chunk)
+        q.float().backward(grad)
+    return q_all, parts
 
 
 #: features whose mean pairwise cosine similarity exceeds this have collapsed to about one point

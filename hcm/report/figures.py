@@ -23,18 +23,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hcm.report.style import (
-    ABLATION_VARIANTS,
-    REFERENCE_VARIANTS,
-    VARIANT_COLORS,
-    VARIANT_LINESTYLES,
-    VARIANT_MARKERS,
+    ablation_variants,
     dataset_label,
     figure_style,
     knob_label,
     order_datasets,
     order_variants,
+    reference_variants,
     variant_color,
     variant_label,
+    variant_linestyle,
+    variant_marker,
 )
 from hcm.utils.io import atomic_path
 
@@ -66,9 +65,7 @@ def _metadata(fmt: str) -> dict[str, str | None]:
 def _style_for(label: str, index: int) -> dict[str, str]:
     """Colour/line style of a curve: by variant when the label starts with a variant name."""
     variant = label.split()[0] if label else ""
-    if variant in VARIANT_COLORS:
-        return {"color": VARIANT_COLORS[variant], "linestyle": VARIANT_LINESTYLES.get(variant, "-")}
-    return {"color": variant_color("", index), "linestyle": "-"}
+    return {"color": variant_color(variant, index), "linestyle": variant_linestyle(variant)}
 
 
 # ------------------------------------------------------------------ CMC
@@ -128,7 +125,7 @@ def plot_cmc_dataset(cmc: pd.DataFrame, dataset: str, path: str | Path, *, max_r
         wide = sub[sub["variant"] == v].pivot(index="seed", columns="rank", values="cmc").sort_index(axis=1)
         label = variant_label(v)
         curves[label] = wide.to_numpy()
-        styles[label] = {"color": variant_color(v, i), "linestyle": VARIANT_LINESTYLES.get(v, "-")}
+        styles[label] = {"color": variant_color(v, i), "linestyle": variant_linestyle(v)}
     n_seeds = int(sub["seed"].nunique()) if len(sub) else 0
     title = f"{dataset_label(dataset)}: CMC (mean over {n_seeds} seed{'s' if n_seeds != 1 else ''})"
     return plot_cmc(curves, path, title=title, max_rank=max_rank, fractions=False, styles=styles)
@@ -138,7 +135,7 @@ def plot_cmc_dataset(cmc: pd.DataFrame, dataset: str, path: str | Path, *, max_r
 
 
 def plot_ablation(results: pd.DataFrame, path: str | Path, *, metrics: Sequence[str] = ("mAP", "rank1"),
-                  variants: Sequence[str] = ABLATION_VARIANTS) -> Path:
+                  variants: Sequence[str] | None = None) -> Path:
     """Draw :func:`ablation_figure` and save it to ``path``."""
     return save_figure(ablation_figure(results, metrics=metrics, variants=variants), path)
 
@@ -146,15 +143,15 @@ def plot_ablation(results: pd.DataFrame, path: str | Path, *, metrics: Sequence[
 def _reference_lines(ax, results: pd.DataFrame, datasets: Sequence[str], metric: str) -> list:
     """Draw each reference row's mean (over seeds) as a line across its dataset's group of bars.
 
-    Returns legend handles for the reference rows present (``REFERENCE_VARIANTS``, in the
+    Returns legend handles for the reference rows present (group ``reference``, in the
     colours and line styles of the other figures).
     """
     from matplotlib.lines import Line2D
 
     handles = []
-    for variant in REFERENCE_VARIANTS:
+    for variant in reference_variants():
         means = results[results["variant"] == variant].groupby("dataset")[metric].mean()
-        style = {"colors": VARIANT_COLORS[variant], "linestyles": VARIANT_LINESTYLES[variant], "linewidth": 1.6}
+        style = {"colors": variant_color(variant), "linestyles": variant_linestyle(variant), "linewidth": 1.6}
         drawn = False
         for i, dataset in enumerate(datasets):
             if dataset in means.index and np.isfinite(means[dataset]):
@@ -167,7 +164,7 @@ def _reference_lines(ax, results: pd.DataFrame, datasets: Sequence[str], metric:
 
 
 def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "rank1"),
-                    variants: Sequence[str] = ABLATION_VARIANTS) -> Figure:
+                    variants: Sequence[str] | None = None) -> Figure:
     """Grouped bars per dataset (mean over seeds), error bars = std, dots = individual seeds.
 
     The reference rows present in ``results`` (``untrained``: direct transfer;
@@ -176,6 +173,7 @@ def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "
     """
     import seaborn as sns
 
+    variants = ablation_variants() if variants is None else variants
     present = [v for v in variants if v in set(results["variant"])]
     data = results[results["variant"].isin(present)].copy()
     datasets = order_datasets(data["dataset"].unique())
@@ -208,7 +206,7 @@ def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "
             ref_handles = _reference_lines(ax, results, datasets, metric)
             ax.set_ylabel(names.get(metric, metric))
             ax.set_xlabel("")
-            shown = results[results["variant"].isin([*present, *REFERENCE_VARIANTS])]
+            shown = results[results["variant"].isin([*present, *reference_variants()])]
             top = float(np.nanmax(shown[metric])) if len(shown) else 100.0
             ax.set_ylim(0, min(100.0, top * 1.12 + 2))
         leg = axes[0].get_legend()
@@ -227,19 +225,32 @@ def ablation_figure(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "
 
 # ------------------------------------------------------------------ training curves
 
-#: panels of the training-curve figure: (epochs.csv column, axis label, factor to the shown unit)
-CURVE_PANELS: tuple[tuple[str, str, float], ...] = (
-    ("loss", "total loss", 1.0),
-    ("loss_id", "identity loss $L_{id}$", 1.0),
-    ("loss_img", "image loss $L_{img}$", 1.0),
+#: panels of the training-curve figure before and after the loss terms' panels:
+#: (epochs.csv column, axis label, factor to the shown unit)
+LEADING_PANELS: tuple[tuple[str, str, float], ...] = (("loss", "total loss", 1.0),)
+TRAILING_PANELS: tuple[tuple[str, str, float], ...] = (
     ("num_clusters", "clusters (pseudo identities)", 1.0),
     ("ari", "pseudo-label ARI", 1.0),
     ("test_mAP", "test mAP (%)", 100.0),
 )
 
 
+def curve_panels(columns: Sequence[str] | None = None) -> tuple[tuple[str, str, float], ...]:
+    """Panels: total loss, one per loss term (its loss column and label), clusters, ARI, test mAP.
+
+    The terms are the registered ones, then any other ``loss_*`` column of ``columns`` (a
+    term whose plugin this process has not loaded: labelled by its column name).
+    """
+    from hcm.terms import LOSS_TERMS
+
+    terms = [(t.loss_column, t.label, 1.0) for t in LOSS_TERMS.values()]
+    known = {col for col, _, _ in (*LEADING_PANELS, *terms, *TRAILING_PANELS)}
+    extra = [(c, c, 1.0) for c in columns or () if c.startswith("loss_") and c not in known]
+    return (*LEADING_PANELS, *terms, *extra, *TRAILING_PANELS)
+
+
 def plot_training_curves(curves: pd.DataFrame, path: str | Path, *, title: str | None = None,
-                         panels: Sequence[tuple[str, str, float]] = CURVE_PANELS) -> Path:
+                         panels: Sequence[tuple[str, str, float]] | None = None) -> Path:
     """Draw :func:`training_figure` and save it to ``path``."""
     return save_figure(training_figure(curves, title=title, panels=panels), path)
 
@@ -260,12 +271,13 @@ def plot_run_curves(run_dir: str | Path, path: str | Path, *, variant: str, seed
 
 
 def training_figure(curves: pd.DataFrame, *, title: str | None = None,
-                    panels: Sequence[tuple[str, str, float]] = CURVE_PANELS) -> Figure:
+                    panels: Sequence[tuple[str, str, float]] | None = None) -> Figure:
     """Per-epoch losses, cluster count, pseudo-label ARI and test mAP; one line per variant.
 
     Lines are the mean over seeds; bands the min-max over seeds. ``curves`` has columns
     ``variant``, ``seed``, ``epoch`` and the ``epochs.csv`` columns named by ``panels``.
     """
+    panels = curve_panels(list(curves.columns)) if panels is None else panels
     variants = order_variants(curves["variant"].unique()) if len(curves) else []
     max_epoch = int(curves["epoch"].max()) if len(curves) else 1
     with figure_style():
@@ -283,8 +295,8 @@ def training_figure(curves: pd.DataFrame, *, title: str | None = None,
                 stats = (vals[col] * factor).groupby(vals["epoch"]).agg(["mean", "min", "max"])
                 color = variant_color(v, i)
                 sparse = len(stats) < 0.5 * sub["epoch"].nunique()  # e.g. test mAP every N epochs
-                ax.plot(stats.index, stats["mean"], color=color, linestyle=VARIANT_LINESTYLES.get(v, "-"),
-                        marker=VARIANT_MARKERS.get(v, "o") if sparse or len(stats) <= 12 else None,
+                ax.plot(stats.index, stats["mean"], color=color, linestyle=variant_linestyle(v),
+                        marker=variant_marker(v) if sparse or len(stats) <= 12 else None,
                         markersize=4, label=variant_label(v))
                 if sub["seed"].nunique() > 1:
                     ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)

@@ -1,9 +1,9 @@
 """Names, colours and matplotlib style shared by every table and figure.
 
-One variant keeps one colour and one label in every figure and table. Colours come
-from the Okabe-Ito palette (Okabe & Ito 2008), which stays distinguishable under the
-common forms of colour-vision deficiency; reference rows (supervised, untrained) are
-drawn in black and grey with dashed and dotted lines.
+One variant keeps one colour, marker and label in every figure and table: they come
+from its definition in :mod:`hcm.variants` (the Okabe-Ito palette for the built-in
+variants; reference rows in black and grey with dashed and dotted lines). A variant
+no registry knows (an old run directory) gets its name as label and a spare colour.
 """
 
 from __future__ import annotations
@@ -11,52 +11,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 
-#: variants in the order rows and legends show them (method variants, then reference rows)
-VARIANT_ORDER: tuple[str, ...] = (
-    "hcm", "no_dynamic", "identity_only", "image_only", "baseline", "supervised", "untrained",
-)
-#: variants that learn without labels (the rows eligible for "best" highlighting)
-UNSUPERVISED_VARIANTS: tuple[str, ...] = ("hcm", "no_dynamic", "identity_only", "image_only", "baseline")
-#: reference rows: upper and lower bound
-REFERENCE_VARIANTS: tuple[str, ...] = ("supervised", "untrained")
-#: variants of the ablation study (docs/method.md, "Variants"), HCM first
-ABLATION_VARIANTS: tuple[str, ...] = ("hcm", "no_dynamic", "identity_only", "image_only", "baseline")
+from hcm.variants import get_variant, ordered_variants
 
-VARIANT_LABELS: dict[str, str] = {
-    "hcm": "HCM (full)",
-    "no_dynamic": "HCM w/o dynamic factor",
-    "identity_only": "Identity level only",
-    "image_only": "Image level only",
-    "baseline": "Baseline (Cluster Contrast)",
-    "supervised": "Supervised (upper bound)",
-    "untrained": "No adaptation (lower bound)",
-}
-
-#: which loss terms each ablation variant uses: (L_id, dynamic factor, L_img); mirrors hcm.config.VARIANTS
-VARIANT_COMPONENTS: dict[str, tuple[bool, bool, bool]] = {
-    "hcm": (True, True, True),
-    "no_dynamic": (True, False, True),
-    "identity_only": (True, True, False),
-    "image_only": (False, False, True),
-    "baseline": (True, False, False),
-}
-
-# Okabe-Ito palette
-VARIANT_COLORS: dict[str, str] = {
-    "hcm": "#D55E00",            # vermillion
-    "no_dynamic": "#CC79A7",     # reddish purple
-    "identity_only": "#E69F00",  # orange
-    "image_only": "#009E73",     # bluish green
-    "baseline": "#0072B2",       # blue
-    "supervised": "#000000",     # black
-    "untrained": "#999999",      # grey
-}
+#: colours of variants that do not name their own (unregistered variants found in old run directories)
 OTHER_COLORS: tuple[str, ...] = ("#56B4E9", "#F0E442", "#882255", "#44AA99")
-VARIANT_LINESTYLES: dict[str, str] = {"supervised": "--", "untrained": ":"}
-VARIANT_MARKERS: dict[str, str] = {
-    "hcm": "o", "no_dynamic": "s", "identity_only": "^", "image_only": "v", "baseline": "D",
-    "supervised": "P", "untrained": "X",
-}
+
 
 DATASET_LABELS: dict[str, str] = {
     "market1501": "Market-1501",
@@ -102,7 +61,8 @@ KNOB_LABELS: dict[str, str] = {
 
 
 def variant_label(variant: str) -> str:
-    return VARIANT_LABELS.get(variant, variant)
+    v = get_variant(variant)
+    return v.label if v else variant
 
 
 def dataset_label(dataset: str) -> str:
@@ -114,15 +74,46 @@ def knob_label(knob: str) -> str:
 
 
 def variant_color(variant: str, fallback_index: int = 0) -> str:
-    """The variant's colour; unknown variants cycle through the remaining palette colours."""
-    return VARIANT_COLORS.get(variant, OTHER_COLORS[fallback_index % len(OTHER_COLORS)])
+    """The variant's colour; unknown variants cycle through :data:`OTHER_COLORS`."""
+    v = get_variant(variant)
+    return v.color if v else OTHER_COLORS[fallback_index % len(OTHER_COLORS)]
+
+
+def variant_linestyle(variant: str) -> str:
+    v = get_variant(variant)
+    return v.linestyle if v else "-"
+
+
+def variant_marker(variant: str) -> str:
+    v = get_variant(variant)
+    return v.marker if v else "o"
+
+
+def reference_variants() -> list[str]:
+    """Reference rows (upper and lower bounds), in order."""
+    return [v.name for v in ordered_variants("reference")]
+
+
+def unsupervised_variants() -> list[str]:
+    """Variants that learn without labels (method and ablation rows: eligible for "best" highlighting)."""
+    return [v.name for v in ordered_variants() if v.group != "reference"]
+
+
+#: the ablation study's rows (docs/method.md, "Variants"): the method first, then the ablations
+ablation_variants = unsupervised_variants
+
+
+def is_reference(variant: str) -> bool:
+    v = get_variant(variant)
+    return bool(v and v.group == "reference")
 
 
 def order_variants(variants: Iterable[str]) -> list[str]:
-    """Known variants in :data:`VARIANT_ORDER`, then unknown ones alphabetically."""
+    """Registered variants by group (method, ablation, reference) and registration, then unknown ones
+    alphabetically."""
     present = set(variants)
-    known = [v for v in VARIANT_ORDER if v in present]
-    return known + sorted(present - set(VARIANT_ORDER))
+    known = [v.name for v in ordered_variants() if v.name in present]
+    return known + sorted(present - set(known))
 
 
 def order_datasets(datasets: Iterable[str]) -> list[str]:

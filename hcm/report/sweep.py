@@ -29,9 +29,15 @@ SWEEP_COLUMNS: tuple[str, ...] = ("dataset", "variant", "knob", "value", "seed",
 
 
 def lookup_key(config: Mapping[str, Any], knob: str, source: str) -> Any:
-    """``config["a"]["b"]`` for ``knob = "a.b"``; a clear error when the key does not exist."""
+    """``config["a"]["b"]`` for ``knob = "a.b"``; a clear error when the key does not exist.
+
+    Flat aliases (``loss.gamma``, ``memory.momentum_image``) are read at their place in the
+    resolved config (:func:`hcm.config.canonical_key`).
+    """
+    from hcm.config import canonical_key
+
     node: Any = config
-    for part in knob.split("."):
+    for part in canonical_key(knob).split("."):
         if not isinstance(node, Mapping) or part not in node:
             raise HCMError(f"{source}: config has no key {knob!r}; sweep knobs must be config keys like cluster.eps")
         node = node[part]

@@ -18,18 +18,18 @@ import pandas as pd
 
 from hcm.report.aggregate import write_csv
 from hcm.report.style import (
-    ABLATION_VARIANTS,
     METRIC_LABELS,
-    REFERENCE_VARIANTS,
     TABLE_METRICS,
-    UNSUPERVISED_VARIANTS,
-    VARIANT_COMPONENTS,
+    ablation_variants,
     dataset_label,
+    is_reference,
     order_datasets,
     order_variants,
+    unsupervised_variants,
     variant_label,
 )
 from hcm.utils.io import atomic_write_text
+from hcm.variants import components_of, get_variant
 
 DASH = "–"
 NOT_AVAILABLE = "not available"
@@ -174,9 +174,10 @@ def write_table(table: Table, out_dir: str | Path) -> list[Path]:
 def _best_means(stats: dict, datasets: Sequence[str], variants: Sequence[str],
                 metrics: Sequence[str]) -> dict[tuple[str, str], float]:
     best = {}
+    unsupervised = set(unsupervised_variants())
     for d in datasets:
         for m in metrics:
-            means = [stats[(d, v, m)][0] for v in variants if (d, v, m) in stats and v in UNSUPERVISED_VARIANTS]
+            means = [stats[(d, v, m)][0] for v in variants if (d, v, m) in stats and v in unsupervised]
             means = [x for x in means if not math.isnan(x)]
             if len(means) > 1:
                 best[(d, m)] = round(max(means), 1)
@@ -190,6 +191,7 @@ def main_table(results: pd.DataFrame, *, suite: str = "") -> Table:
     datasets = order_datasets(results["dataset"].unique())
     variants = order_variants(results["variant"].unique())
     best = _best_means(stats, datasets, variants, TABLE_METRICS)
+    unsupervised = set(unsupervised_variants())
     n_seeds = results.groupby(["dataset", "variant"])["seed"].nunique()
     lo, hi = int(n_seeds.min()), int(n_seeds.max())
     seeds_text = (f"{lo} seed{'s' if lo != 1 else ''}" if lo == hi else f"{lo}–{hi} seeds")
@@ -203,12 +205,12 @@ def main_table(results: pd.DataFrame, *, suite: str = "") -> Table:
             for m in TABLE_METRICS:
                 mean, std, n = stats.get((d, v, m), (math.nan, math.nan, 0))
                 text = fmt_mean_std(mean, std, n, latex=latex)
-                if v in UNSUPERVISED_VARIANTS and not math.isnan(mean) and best.get((d, m)) == round(mean, 1):
+                if v in unsupervised and not math.isnan(mean) and best.get((d, m)) == round(mean, 1):
                     text = bold(text, latex)
                 out.append(text)
         return out
 
-    first_ref = next((i for i, v in enumerate(variants) if v in REFERENCE_VARIANTS), None)
+    first_ref = next((i for i, v in enumerate(variants) if is_reference(v)), None)
     seps = [first_ref] if first_ref else []
     md_header = ["Method"] + [f"{dataset_label(d)} {METRIC_LABELS[m]}" for d in datasets for m in TABLE_METRICS]
     markdown = render_markdown(md_header, [[_md_label(v), *cells(v, False)] for v in variants])
@@ -229,10 +231,15 @@ def ablation_table(results: pd.DataFrame, *, suite: str = "") -> Table:
     summary = summarise(results, ("mAP", "rank1"))
     stats = lookup(summary)
     datasets = order_datasets(results["dataset"].unique())
-    variants = [v for v in ABLATION_VARIANTS if v in set(results["variant"])]
-    caption = (f"Ablation{f' ({suite} suite)' if suite else ''}: loss terms used (L_id identity-level "
-               "contrast, δ dynamic factor, L_img image-level sample constraint), mAP and rank-1 in % "
-               "(mean ± std over seeds) and Δ mAP = variant − HCM (full), in points.")
+    variants = [v for v in ablation_variants() if v in set(results["variant"])]
+    components = components_of(variants)
+    terms_text = ", ".join(f"{c.label} {c.description}".strip() for c in components)
+    caption = (f"Ablation{f' ({suite} suite)' if suite else ''}: loss terms used ({terms_text}), mAP and "
+               "rank-1 in % (mean ± std over seeds) and Δ mAP = variant − HCM (full), in points.")
+
+    def uses(v: str) -> list[bool]:
+        used = set(get_variant(v).components) if get_variant(v) else set()
+        return [c.key in used for c in components]
 
     def delta(d: str, v: str, m: str) -> float:
         if (d, v, m) not in stats or (d, "hcm", m) not in stats:
@@ -241,7 +248,7 @@ def ablation_table(results: pd.DataFrame, *, suite: str = "") -> Table:
 
     def row(v: str, latex: bool) -> list[str]:
         tick, no = (r"\checkmark", "--") if latex else ("✓", DASH)
-        comps = [tick if c else no for c in VARIANT_COMPONENTS.get(v, (False, False, False))]
+        comps = [tick if c else no for c in uses(v)]
         label = latex_escape(variant_label(v)) if latex else variant_label(v)
         out = [label, *comps]
         for d in datasets:
@@ -254,29 +261,30 @@ def ablation_table(results: pd.DataFrame, *, suite: str = "") -> Table:
             out.append(fmt_mean_std(mean, std, n, latex=latex))
         return out
 
-    comp_header = ["L_id", "δ", "L_img"]
+    comp_header = [c.label for c in components]
     md_header = ["Variant", *comp_header]
     for d in datasets:
         md_header += [f"{dataset_label(d)} mAP", f"{dataset_label(d)} Δ mAP", f"{dataset_label(d)} R1"]
-    markdown = render_markdown(md_header, [row(v, False) for v in variants], align="l" + "ccc" + "r" * 3 * len(datasets))
+    markdown = render_markdown(md_header, [row(v, False) for v in variants], align="l" + "c" * len(components) + "r" * 3 * len(datasets))
     latex = render_latex(
         [(latex_escape(dataset_label(d)), 3) for d in datasets],
-        ["Variant", r"$L_\mathrm{id}$", r"$\delta$", r"$L_\mathrm{img}$"] + ["mAP", r"$\Delta$mAP", "R1"] * len(datasets),
+        ["Variant", *(c.latex or latex_escape(c.label) for c in components)]
+        + ["mAP", r"$\Delta$mAP", "R1"] * len(datasets),
         [row(v, True) for v in variants],
-        caption=latex_escape(caption), label="tab:ablation", align="lccc" + "c" * 3 * len(datasets),
+        caption=latex_escape(caption), label="tab:ablation", align="l" + "c" * len(components) + "c" * 3 * len(datasets),
     )
     rows = []
+    comp_columns = [c.column for c in components]
     for v in variants:
-        comps = VARIANT_COMPONENTS.get(v, (False, False, False))
+        comps = dict(zip(comp_columns, uses(v), strict=True))
         for d in datasets:
             for m in ("mAP", "rank1"):
                 if (d, v, m) not in stats:
                     continue
                 mean, std, n = stats[(d, v, m)]
-                rows.append({"variant": v, "method": variant_label(v), "identity_loss": comps[0],
-                             "dynamic_factor": comps[1], "image_loss": comps[2], "dataset": d, "metric": m,
+                rows.append({"variant": v, "method": variant_label(v), **comps, "dataset": d, "metric": m,
                              "mean": mean, "std": std, "n_seeds": n, "delta_vs_hcm": delta(d, v, m)})
-    data = pd.DataFrame(rows, columns=["variant", "method", "identity_loss", "dynamic_factor", "image_loss",
+    data = pd.DataFrame(rows, columns=["variant", "method", *comp_columns,
                                        "dataset", "metric", "mean", "std", "n_seeds", "delta_vs_hcm"])
     return Table("ablation", caption, _sort(data), markdown, latex)
 
@@ -371,7 +379,7 @@ def published_table(results: pd.DataFrame, published: pd.DataFrame, *, suite: st
 def _md_label(variant: str) -> str:
     """Reference rows in italics (Markdown has no mid-table rule)."""
     label = variant_label(variant)
-    return f"*{label}*" if variant in REFERENCE_VARIANTS else label
+    return f"*{label}*" if is_reference(variant) else label
 
 
 def _sort(df: pd.DataFrame) -> pd.DataFrame:

@@ -69,8 +69,8 @@ def write_run(run_dir: Path, dataset: str, variant: str, seed: int, *, mAP: floa
     for e in range(1, epochs + 1):
         rows.append({
             "epoch": e, "lr": 3.5e-4, "loss": 5.0 / e + 0.1 * seed,
-            "loss_id": 4.0 / e if cfg.loss.identity else float("nan"),
-            "loss_img": 1.0 / e if cfg.loss.image else float("nan"),
+            "loss_id": 4.0 / e if "identity" in cfg.loss.terms else float("nan"),
+            "loss_img": 1.0 / e if "image" in cfg.loss.terms else float("nan"),
             "delta_mean": 1.0, "num_clusters": 20 + 5 * e, "outlier_fraction": 0.1,
             "ari": min(0.9, 0.2 * e), "nmi": 0.5, "pairwise_precision": 0.6, "pairwise_recall": 0.5,
             "extract_time_s": 1.0, "cluster_time_s": 0.5, "train_time_s": 2.0,

@@ -21,7 +21,7 @@ from hcm.report.figures import (
     sensitivity_figure,
     training_figure,
 )
-from hcm.report.style import VARIANT_COLORS, variant_label
+from hcm.report.style import variant_color, variant_label
 from tests.report.runfactory import write_suite
 
 
@@ -39,7 +39,7 @@ def test_cmc_lines_are_seed_means_in_percent(agg) -> None:
     (line,) = fig.axes[0].get_lines()
     np.testing.assert_allclose(line.get_ydata(), curves[:, :20].mean(axis=0))
     np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 21))
-    assert to_hex(line.get_color()) == VARIANT_COLORS["hcm"].lower()
+    assert to_hex(line.get_color()) == variant_color("hcm").lower()
     assert fig.axes[0].get_ylabel() == "Matching rate (%)"
     assert "R1" in fig.axes[0].get_legend().get_texts()[0].get_text()
 
@@ -73,7 +73,7 @@ def test_ablation_bars_colours_and_heights(agg) -> None:
     assert len(bars) == len(variants) * 2  # x 2 datasets
     expected = agg.results.groupby(["variant", "dataset"])["mAP"].mean()
     colours = {to_hex(b.get_facecolor()) for b in bars}
-    assert colours == {VARIANT_COLORS[v].lower() for v in variants}
+    assert colours == {variant_color(v).lower() for v in variants}
     heights = sorted(round(b.get_height(), 6) for b in bars)
     assert heights == sorted(round(expected[(v, d)], 6) for v in variants for d in ["synth-market", "synth-duke"])
     assert ax.get_ylabel() == "mAP (%)" and fig.axes[1].get_ylabel() == "Rank-1 (%)"
@@ -86,12 +86,12 @@ def test_training_curves_panels(agg) -> None:
     fig = training_figure(curves)
     axes = {ax.get_ylabel(): ax for ax in fig.axes if ax.get_visible()}
     loss = axes["total loss"]
-    hcm_line = next(line for line in loss.get_lines() if to_hex(line.get_color()) == VARIANT_COLORS["hcm"].lower())
+    hcm_line = next(line for line in loss.get_lines() if to_hex(line.get_color()) == variant_color("hcm").lower())
     expected = curves[curves["variant"] == "hcm"].groupby("epoch")["loss"].mean()
     np.testing.assert_allclose(hcm_line.get_ydata(), expected.to_numpy())
     # L_img is not recorded for the baseline: no baseline line in that panel
     img_colours = {to_hex(line.get_color()) for line in axes["image loss $L_{img}$"].get_lines()}
-    assert VARIANT_COLORS["baseline"].lower() not in img_colours
+    assert variant_color("baseline").lower() not in img_colours
     # test mAP (fractions in epochs.csv) is shown in percent
     tm = axes["test mAP (%)"].get_lines()[0].get_ydata()
     assert tm.max() > 1.0
@@ -121,10 +121,10 @@ def test_ablation_figure_without_ablation_variants(agg) -> None:
 
 def test_ablation_reference_lines_sit_at_the_reference_means(agg) -> None:
     """untrained / supervised means are drawn across each dataset's bars and named in the legend."""
-    from hcm.report.style import REFERENCE_VARIANTS, dataset_label
+    from hcm.report.style import dataset_label, reference_variants
 
     results = agg.results
-    present = [v for v in REFERENCE_VARIANTS if v in set(results["variant"])]
+    present = [v for v in reference_variants() if v in set(results["variant"])]
     assert present  # the fixture has at least the untrained row
     fig = ablation_figure(results)
     ax = fig.axes[0]

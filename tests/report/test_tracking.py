@@ -91,7 +91,7 @@ def test_log_runs_params_metrics_artifacts_and_idempotence(tmp_path: Path) -> No
     assert row["tags.env.torch"] == row["tags.eval_env.torch"] == metadata.version("torch")
     assert row["tags.env.threads"] == str(json.loads((hcm_run / "train_summary.json").read_text())
                                           ["environment"]["threads"])
-    assert row["params.loss.gamma"] == "2.0" and row["params.variant"] == "hcm"
+    assert row["params.loss.terms.identity.gamma"] == "2.0" and row["params.variant"] == "hcm"
     metrics = json.loads((hcm_run / "metrics.json").read_text())
     assert row["metrics.mAP"] == pytest.approx(metrics["mAP"])
     assert row["metrics.rank10"] == pytest.approx(metrics["rank10"])
