@@ -180,7 +180,9 @@ class Trainer(EpochLoop):
             batch = {"targets": labels_t[indices], "indices": indices}
             ctx.optimizer.zero_grad(set_to_none=True)
             try:
-                q, parts = backward_whole_batch(ctx, images, batch, memories, cfg)
+                q, parts = backward_whole_batch(ctx.model, images, batch, memories, cfg.loss.terms,
+                                                accum_steps=cfg.sampler.accum_steps, amp=runtime.amp,
+                                                scaler=ctx.scaler)
             except NonFiniteLoss as exc:
                 raise TrainingError(
                     f"non-finite loss at epoch {epoch + 1}, iteration {it + 1} ({format_row(exc.parts)}); "
@@ -214,8 +216,10 @@ class NonFiniteLoss(ArithmeticError):
         self.parts = parts
 
 
-def backward_whole_batch(ctx: LoopContext, images: torch.Tensor, batch: dict[str, torch.Tensor],
-                         memories: dict[str, Memory], cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def backward_whole_batch(model: torch.nn.Module, images: torch.Tensor, batch: dict[str, torch.Tensor],
+                         memories: dict[str, Memory], terms: dict[str, Any], *, accum_steps: int = 1,
+                         amp: bool = False, scaler: torch.amp.GradScaler | None = None
+                         ) -> tuple[torch.Tensor, dict[str, float]]:
     """Accumulate the gradient of the whole batch's loss; return the batch's embeddings (detached) and logs.
 
     ``sampler.accum_steps`` = 1: one forward and backward. More: the batch is split into
@@ -228,22 +232,24 @@ def backward_whole_batch(ctx: LoopContext, images: torch.Tensor, batch: dict[str
     mode (its buffers are restored after the no-grad pass, so running statistics are updated
     once per micro-batch), which no split can avoid.
     """
-    model, runtime, scaler = ctx.model, ctx.runtime, ctx.scaler
-    device_type = runtime.device.type
-    accum = cfg.sampler.accum_steps
-    terms = cfg.loss.terms
+    device_type = images.device.type
+    accum = accum_steps
+
+    def scaled(loss: torch.Tensor) -> torch.Tensor:
+        return loss if scaler is None else scaler.scale(loss)
+
     if accum == 1:
-        with torch.autocast(device_type, enabled=runtime.amp):
+        with torch.autocast(device_type, enabled=amp):
             q = model(images)
         q = q.float()
         loss, parts = total_loss(q, batch, memories, terms)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(parts)
-        scaler.scale(loss).backward()
+        scaled(loss).backward()
         return q.detach(), parts
     chunks = images.chunk(accum)
     saved = [b.detach().clone() for b in model.buffers()]
-    with torch.no_grad(), torch.autocast(device_type, enabled=runtime.amp):
+    with torch.no_grad(), torch.autocast(device_type, enabled=amp):
         q_all = torch.cat([model(c).float() for c in chunks])
     with torch.no_grad():
         for buf, old in zip(model.buffers(), saved, strict=True):
@@ -252,10 +258,10 @@ def backward_whole_batch(ctx: LoopContext, images: torch.Tensor, batch: dict[str
     loss, parts = total_loss(q_leaf, batch, memories, terms)
     if not torch.isfinite(loss):
         raise NonFiniteLoss(parts)
-    scaler.scale(loss).backward()
+    scaled(loss).backward()
     assert q_leaf.grad is not None
     for chunk, grad in zip(chunks, q_leaf.grad.split([len(c) for c in chunks]), strict=True):
-        with torch.autocast(device_type, enabled=runtime.amp):
+        with torch.autocast(device_type, enabled=amp):
             q = model(chunk)
         q.float().backward(grad)
     return q_all, parts
