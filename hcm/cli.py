@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from hcm import __version__
 from hcm.errors import HCMError
+
+#: environment variable naming plugin modules to import (comma-separated), as --plugin does
+PLUGINS_ENV = "HCM_PLUGINS"
 
 #: subcommand modules under hcm.commands, in the order shown by --help
 COMMANDS: tuple[str, ...] = (
@@ -26,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hcm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"hcm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first: your own loss terms, variants, memory rules, datasets "
+                             f"(repeatable; also ${PLUGINS_ENV}, comma-separated, and the hcm.plugins entry "
+                             "points; docs/extending.md)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"hcm.commands.{name}").register(sub)
@@ -43,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     # faiss logs at INFO which of its CPU builds it loaded, with a traceback-like line
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
+        from hcm.plugins import load_plugins
+
+        env = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+        load_plugins([*env, *args.plugins], source="--plugin" if args.plugins else PLUGINS_ENV)
         return int(args.func(args) or 0)
     except HCMError as exc:
         print(f"hcm {args.command}: error: {exc}", file=sys.stderr)
