@@ -103,7 +103,12 @@ def test_paper_suite_without_data_says_what_is_missing(tmp_path: Path, recipes: 
     (data / "Market-1501-v15.09.15").mkdir(parents=True)
     res = snakemake(tmp_path, "-n", config={"suite": "paper", "data_root": data, "recipes_dir": recipes})
     assert res.returncode != 0
-    assert "dataset dukemtmcreid not found under data_root" in res.stdout + res.stderr
+    out = res.stdout + res.stderr
+    assert "dataset dukemtmcreid not found under data_root" in out
+    # the folders looked for are hcm's (DatasetSpec.folder_names), not a copy in the workflow config
+    from hcm.data.registry import get_spec
+
+    assert all(f"{data / f}" in out for f in get_spec("dukemtmcreid").folder_names)
 
 
 def test_sweep_target(tmp_path: Path, recipes: Path) -> None:

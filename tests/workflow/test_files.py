@@ -36,9 +36,9 @@ def test_recipes_named_by_the_config_exist() -> None:
     assert not missing
 
 
-def test_paper_folders_match_the_dataset_registry() -> None:
-    from hcm.data import registry
-
-    specs = {name: registry.get_spec(name) for name in workflow_config()["suites"]["paper"]["datasets"]}
-    for name, spec in specs.items():
-        assert workflow_config()["suites"]["paper"]["datasets"][name]["folders"] == list(spec.folder_names)
+def test_workflow_config_repeats_no_registry() -> None:
+    """Dataset folders and the variant list come from hcm, not from copies in the workflow files."""
+    for suite in workflow_config()["suites"].values():
+        assert all("folders" not in d for d in suite["datasets"].values())
+    schema = (REPO / "workflow" / "config" / "config.schema.yaml").read_text()
+    assert "identity_only" not in schema

@@ -30,6 +30,7 @@ SWEEP_REPORTS = f"{REPORTS}/sweep"
 
 DATASETS = list(S["datasets"])
 VARIANTS = list(S["variants"]) + [v for v in S.get("reference", []) if v not in S["variants"]]
+PLUGINS = list(S.get("plugins", []))
 SEEDS = [int(s) for s in S["seeds"]]
 PRETRAIN = S.get("pretrain") or None
 SWEEP = S.get("sweep") or None
@@ -42,6 +43,31 @@ KNOBS = list(SWEEP["knobs"]) if SWEEP else []
 DATA_SOURCES = DATASETS + ([PRETRAIN["source"]] if PRETRAIN and PRETRAIN["source"] not in DATASETS else [])
 
 REPO = Path(workflow.basedir)
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _hcm_registries():
+    """Ask hcm (with the suite's plugins) which variants and datasets exist: nothing is repeated here."""
+    from hcm.data.registry import get_spec
+    from hcm.errors import HCMError
+    from hcm.plugins import load_plugins
+    from hcm.variants import VARIANTS as REGISTERED
+
+    try:
+        load_plugins(PLUGINS, source=f"suites.{SUITE}.plugins")
+    except HCMError as exc:
+        raise WorkflowError(f"config: {exc}") from None
+    unknown = [v for v in VARIANTS if v not in REGISTERED]
+    if unknown:
+        raise WorkflowError(
+            f"config: suites.{SUITE} names unknown variant(s) {', '.join(unknown)}; registered: "
+            f"{', '.join(REGISTERED.names())} (a variant of your own: list its module under the suite's plugins)"
+        )
+    return get_spec
+
+
+dataset_spec = _hcm_registries()
 PUBLISHED = REPO / "hcm" / "resources" / "published_results.csv"
 CONDA_ENV = "../envs/hcm.yaml"
 
@@ -76,7 +102,9 @@ def hcm_function():
     make Snakemake re-run every job.
     """
     python = config.get("python") or ("python" if _uses_conda() else sys.executable)
-    return f'hcm() {{{{ PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(python)} -m hcm "$@"; }}}}; '
+    plugins = f"HCM_PLUGINS={shlex.quote(','.join(PLUGINS))} " if PLUGINS else ""
+    pythonpath = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return f'hcm() {{{{ {plugins}PYTHONPATH={shlex.quote(pythonpath)} {shlex.quote(python)} -m hcm "$@"; }}}}; '
 
 
 shell.prefix(f"set -euo pipefail; {hcm_function()}")
@@ -117,7 +145,10 @@ def check_external_data():
             f"--config data_root=/path/to/datasets (suite {SUITE})"
         )
     for name in DATA_SOURCES:
-        folders = S["datasets"].get(name, {}).get("folders") or [name]
+        try:
+            folders = [*dataset_spec(name).folder_names, name]
+        except Exception as exc:  # hcm.errors.DatasetError: an unknown name
+            raise WorkflowError(f"config: suites.{SUITE}.datasets: {exc}") from None
         if not any((root / f).is_dir() for f in folders):
             looked = ", ".join(str(root / f) for f in folders)
             raise WorkflowError(
@@ -187,6 +218,7 @@ def train_sets(dataset, variant, seed, extra=()):
         f"seed={seed}", f"variant={variant}", f"dataset.name={dataset}",
         f"dataset.root={data_root(dataset)}", f"dataset.index={index_path(dataset)}",
         f"model.weights={weights()}", f"runtime.device={config['device']}",
+        *([f"plugins=[{','.join(PLUGINS)}]"] if PLUGINS else []),
         *S.get("overrides", []), *S["datasets"][dataset].get("overrides", []), *extra,
     ])
 
