@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hcm.errors import ConfigError
 
@@ -55,9 +63,9 @@ class DatasetConfig(_Section):
     name: str = Field(description="registered dataset name, e.g. market1501 or synth-market")
     root: str = Field("data", description="dataset folder or its parent")
     index: str | None = Field(None, description="index file written by `hcm prepare` (read instead of scanning)")
-    msmt_train_lists: Literal["train+val", "train"] = Field(
-        "train+val", description="MSMT17 list files forming the training set"
-    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the dataset's reader, checked by its spec "
+                                          "(e.g. MSMT17's train_lists; `hcm prepare --list` shows them)")
     val_fraction: float = Field(
         0.0, ge=0.0, lt=1.0,
         description="fraction of training identities held out as a validation split (0 = none)",
@@ -66,11 +74,22 @@ class DatasetConfig(_Section):
         default_factory=dict, description="generator parameters overriding a synthetic preset"
     )
 
-    @field_validator("synth_overrides")
+    @field_validator("synth_overrides", "options")
     @classmethod
-    def _plain_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _plain_values(value, "synth_overrides")
+    def _plain_overrides(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        _plain_values(value, str(info.field_name))
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_options(cls, data: Any) -> Any:
+        """``msmt_train_lists`` of earlier recipes is ``options.train_lists``."""
+        if isinstance(data, dict) and "msmt_train_lists" in data:
+            data = dict(data)
+            given, options = data.pop("msmt_train_lists"), data.get("options") or {}
+            # options that are not a mapping are left for validation to refuse with their key
+            data["options"] = {"train_lists": given, **options} if isinstance(options, dict) else options
+        return data
 
 
 class ModelConfig(_Section):

@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store-dir", metavar="DIR", default=None,
                    help="folder of the image store (default: <parent of the dataset folder>/<NAME>.store, "
                         "where runs look for it unless runtime.store_dir says otherwise)")
+    p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the dataset's reader (repeatable; `--list` shows each dataset's options)")
     p.add_argument("--list", action="store_true", help="list the registered datasets and exit")
     p.set_defaults(func=run)
 
@@ -76,10 +78,12 @@ def run(args: argparse.Namespace) -> int:
         raise HCMError("no dataset NAME given; see `hcm prepare --list` for the registered names")
     if args.workers is not None and args.workers < 1:
         raise HCMError(f"--workers {args.workers}: must be at least 1")
-    options: dict[str, object] = {} if args.train_lists is None else {"train_lists": args.train_lists}
-    if args.synth_sets:
-        from hcm.config import parse_overrides
+    from hcm.config import parse_overrides
 
+    options: dict[str, object] = parse_overrides(args.options)
+    if args.train_lists is not None:
+        options["train_lists"] = args.train_lists
+    if args.synth_sets:
         options["synth_overrides"] = parse_overrides(args.synth_sets)
     if args.synth_seed is not None:
         options["synth_seed"] = args.synth_seed
@@ -134,6 +138,8 @@ def check_writable(out: Path) -> None:
 
 def format_report(ds: ReIDDataset, comparison: Comparison, out: Path) -> str:
     """The table ``hcm prepare`` prints: counts per split, published counts beside."""
+    from hcm.data.registry import get_spec
+
     pub = comparison.published
     lines = [f"{ds.name}: layout {ds.layout}, folder {ds.root}"]
     header = ["split", "ids", "images", "cameras"]
@@ -156,7 +162,7 @@ def format_report(ds: ReIDDataset, comparison: Comparison, out: Path) -> str:
         lines += [f"note: {n}" for n in comparison.notes]
         lines += [f"warning: {d}" for d in comparison.differences]
         if comparison.matches:
-            lines.append(f"matches the published statistics of {pub.display_name}")
+            lines.append(f"matches the published statistics of {get_spec(ds.name).display_name}")
     lines.append(f"index: {out} (+ {out.name}.json)")
     return "\n".join(lines)
 
@@ -171,6 +177,8 @@ def format_dataset_list() -> str:
         how = "generated under --root when absent" if spec.create is not None else "download it"
         lines.append(f"{name}: {spec.description} [{how}]")
         lines.append(f"    folder: --root itself, or --root/{{{', '.join(spec.folder_names)}}}")
+        if spec.options.model_fields:
+            lines.append(f"    options: {', '.join(spec.options.model_fields)}")
     return "\n".join(lines)
 
 

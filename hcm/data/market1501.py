@@ -21,7 +21,7 @@ from typing import Any
 
 from hcm.data.dataset import ReIDDataset
 from hcm.data.parsing import NameRule, find_child, read_split_folders
-from hcm.data.registry import DatasetSpec, register_dataset
+from hcm.data.spec import DatasetSpec, PublishedStats, register_dataset
 
 #: split -> folder name, for every Market-style layout
 MARKET_SUBDIRS: dict[str, str] = {
@@ -74,6 +74,10 @@ register_dataset(DatasetSpec(
     reader=read_market1501,
     description="Market-1501 (Zheng et al., ICCV 2015): 1,501 identities, 6 cameras",
     layout_help=MARKET_HELP,
+    label="Market-1501", order=10,
+    stats=PublishedStats(ids={"train": 751, "query": 750, "gallery": 751},
+                         images={"train": 12936, "query": 3368, "gallery": 15913}, cameras=6,
+                         note="gallery identity 0 = distractors (counted as one identity)"),
 ))
 
 register_dataset(DatasetSpec(
@@ -84,4 +88,7 @@ register_dataset(DatasetSpec(
     reader=read_dukemtmcreid,
     description="DukeMTMC-reID (Zheng et al., ICCV 2017): 1,404 identities + distractors, 8 cameras",
     layout_help=DUKE_HELP,
+    label="DukeMTMC-reID", order=20,
+    stats=PublishedStats(ids={"train": 702, "query": 702, "gallery": 1110},
+                         images={"train": 16522, "query": 2228, "gallery": 17661}, cameras=8),
 ))

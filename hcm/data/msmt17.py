@@ -22,7 +22,9 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from hcm.data.dataset import ReIDDataset, make_table
 from hcm.data.market1501 import MARKET_SUBDIRS, looks_market_style
@@ -39,12 +41,19 @@ from hcm.data.parsing import (
     summarize_names,
     walk_images,
 )
-from hcm.data.registry import DatasetSpec, register_dataset
+from hcm.data.spec import DatasetOptions, DatasetSpec, PublishedStats, register_dataset
 from hcm.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
 CAMERAS: tuple[int, int] = (1, 15)
+
+
+class MSMT17Options(DatasetOptions):
+    train_lists: Literal["train+val", "train"] = Field(
+        "train+val", description="list files forming the training set (train+val: the published protocol)")
+
+
 LIST_FILES: dict[str, str] = {
     "train": "list_train.txt", "val": "list_val.txt",
     "query": "list_query.txt", "gallery": "list_gallery.txt",
@@ -254,4 +263,9 @@ register_dataset(DatasetSpec(
     reader=read_msmt17,
     description="MSMT17 (Wei et al., CVPR 2018): 4,101 identities, 15 cameras; V1, V2 or Market-style copy",
     layout_help=HELP,
+    label="MSMT17", order=30,
+    stats=PublishedStats(ids={"train": 1041, "query": 3060, "gallery": 3060},
+                         images={"train": 32621, "query": 11659, "gallery": 82161}, cameras=15,
+                         train_lists="train+val", note="train = list_train + list_val"),
+    options=MSMT17Options,
 ))

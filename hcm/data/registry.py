@@ -1,53 +1,30 @@
-"""Dataset registry: ``load_dataset(name, root)`` for every supported dataset.
+"""Dataset registry: ``load_dataset(name, root)`` for every registered dataset.
 
-A dataset is registered as a :class:`DatasetSpec`: the folder names it is usually
-unpacked under, a test recognising its folder, a reader, and (for generated
-datasets) a function that creates the folder when it is absent. ``root`` may be the
-dataset folder itself or its parent.
+A dataset is registered as a :class:`hcm.data.spec.DatasetSpec` (folder names, a test
+recognising its folder, a reader, options, label, order, published statistics, and for
+generated datasets a function that creates the folder when it is absent). ``root`` may
+be the dataset folder itself or its parent. This module imports the built-in readers
+(each registers its datasets); they import :mod:`hcm.data.spec`, never this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# the built-in datasets: real layouts, then the generated presets
+from hcm.data import market1501, msmt17, veri776  # noqa: F401
 from hcm.data.dataset import ReIDDataset
+from hcm.data.spec import DATASETS, DatasetOptions, DatasetSpec, PublishedStats, register_dataset
+from hcm.data.synthetic import register as _synthetic  # noqa: F401
 from hcm.errors import DatasetError
-from hcm.registry import Registry
 
-Reader = Callable[..., ReIDDataset]
-Creator = Callable[..., Path]
+__all__ = ["DATASETS", "DatasetOptions", "DatasetSpec", "PublishedStats", "get_spec", "list_datasets",
+           "load_dataset", "register_dataset", "resolve_folder"]
 
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """How to find, read and (optionally) create one dataset.
-
-    ``reader(folder, **options)`` reads the dataset folder; ``is_folder(path)`` says
-    whether ``path`` looks like this dataset's folder; ``create(parent, **options)``
-    (generated datasets only) writes the folder under ``parent`` and returns it.
-    """
-
-    name: str
-    folder_names: tuple[str, ...]
-    is_folder: Callable[[Path], bool]
-    reader: Reader
-    description: str = ""
-    create: Creator | None = None
-    layout_help: str = ""
-
-
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
-
-
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    return DATASETS.register(spec.name)(spec)
 
 
 def get_spec(name: str) -> DatasetSpec:
-    _ensure_builtin()
     try:
         return DATASETS.get(name)
     except KeyError as exc:
@@ -55,7 +32,6 @@ def get_spec(name: str) -> DatasetSpec:
 
 
 def list_datasets() -> list[str]:
-    _ensure_builtin()
     return DATASETS.names()
 
 
@@ -74,10 +50,15 @@ def load_dataset(name: str, root: str | Path, **options: Any) -> ReIDDataset:
     """Read dataset ``name`` from ``root`` (its folder or the folder's parent).
 
     Generated datasets (``synth-*``) are created under ``root`` when absent.
-    ``options`` go to the reader (e.g. ``train_lists="train"`` for MSMT17) and to the
-    creator of generated datasets.
+    ``options`` are checked against the dataset's options model (``spec.options``; an
+    unknown one is an error naming the valid ones) and go to the reader (e.g.
+    ``train_lists="train"`` for MSMT17) and to the creator of generated datasets.
     """
     spec = get_spec(name)
+    try:
+        options = spec.check_options(options, f"dataset {name}")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     folder = resolve_folder(spec, root)
     if folder is None and spec.create is not None:
         folder = spec.create(Path(root).expanduser(), **options)
@@ -89,8 +70,3 @@ def load_dataset(name: str, root: str | Path, **options: Any) -> ReIDDataset:
             f"{spec.layout_help or 'Put the dataset there or pass --root pointing at it.'}"
         )
     return spec.reader(folder, **options)
-
-
-def _ensure_builtin() -> None:
-    """Import the modules that register the built-in datasets (idempotent)."""
-    import hcm.data.builtin  # noqa: F401

@@ -1,52 +1,33 @@
-"""Published statistics of the real datasets (``hcm/resources/dataset_stats.csv``).
+"""Published statistics of the datasets, as their specs carry them (:attr:`DatasetSpec.stats`).
 
-Counts after dropping identity -1, as published with each dataset (copied from
-the project's reference table). ``hcm prepare`` prints them beside a user's copy.
+Counts after dropping identity -1, as published with each dataset. ``hcm prepare``
+prints them beside a user's copy.
 """
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-from importlib import resources
-
 import pandas as pd
 
 from hcm.data.dataset import SPLITS
+from hcm.data.registry import DATASETS, get_spec
+from hcm.data.spec import PublishedStats
 
-
-@dataclass(frozen=True)
-class PublishedStats:
-    """Identities and images per split, number of cameras, and the MSMT17 train lists they assume."""
-
-    dataset: str
-    display_name: str
-    ids: dict[str, int]
-    images: dict[str, int]
-    cameras: int
-    train_lists: str | None
-    note: str
-
-
-def stats_table() -> pd.DataFrame:
-    """The whole statistics file as a table (one row per dataset)."""
-    text = resources.files("hcm").joinpath("resources/dataset_stats.csv").read_text(encoding="utf-8")
-    return pd.read_csv(io.StringIO(text), dtype={"train_lists": str, "note": str}, keep_default_na=False)
+__all__ = ["PublishedStats", "published_stats", "stats_table"]
 
 
 def published_stats(name: str) -> PublishedStats | None:
     """The published statistics of dataset ``name``, or None (e.g. generated datasets)."""
-    table = stats_table()
-    rows = table[table["dataset"] == name]
-    if rows.empty:
-        return None
-    row = rows.iloc[0]
-    return PublishedStats(
-        dataset=name,
-        display_name=str(row["display_name"]),
-        ids={s: int(row[f"{s}_ids"]) for s in SPLITS},
-        images={s: int(row[f"{s}_images"]) for s in SPLITS},
-        cameras=int(row["cameras"]),
-        train_lists=str(row["train_lists"]) or None,
-        note=str(row["note"]),
-    )
+    return get_spec(name).stats if name in DATASETS else None
+
+
+def stats_table() -> pd.DataFrame:
+    """Every registered dataset with published statistics, one row each, in display order."""
+    rows = []
+    for spec in sorted(DATASETS.values(), key=lambda s: s.order):
+        if spec.stats is None:
+            continue
+        st = spec.stats
+        rows.append({"dataset": spec.name, "display_name": spec.display_name,
+                     **{f"{s}_{k}": getattr(st, k)[s] for s in SPLITS for k in ("ids", "images")},
+                     "cameras": st.cameras, "train_lists": st.train_lists or "", "note": st.note})
+    return pd.DataFrame(rows)

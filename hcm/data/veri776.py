@@ -18,7 +18,7 @@ from typing import Any
 
 from hcm.data.dataset import ReIDDataset
 from hcm.data.parsing import NameRule, find_child, read_split_folders
-from hcm.data.registry import DatasetSpec, register_dataset
+from hcm.data.spec import DatasetSpec, PublishedStats, register_dataset
 
 VERI_SUBDIRS: dict[str, str] = {"train": "image_train", "query": "image_query", "gallery": "image_test"}
 VERI_RULE = NameRule("VeRi-776", re.compile(r"(-?\d+)_c(\d+)"), (1, 20), "0001_c001_00016450_0.jpg")
@@ -47,4 +47,8 @@ register_dataset(DatasetSpec(
     reader=read_veri776,
     description="VeRi-776 (Liu et al., ICME 2016): 776 vehicles, 20 cameras",
     layout_help=VERI_HELP,
+    label="VeRi-776", order=40,
+    stats=PublishedStats(ids={"train": 576, "query": 200, "gallery": 200},
+                         images={"train": 37778, "query": 1678, "gallery": 11579}, cameras=20,
+                         note="query = image_query; gallery = image_test"),
 ))

@@ -70,11 +70,13 @@ def load_splits(cfg: DatasetConfig, seed: int) -> DataSplits:
     if cfg.index:
         dataset = ReIDDataset.read_index(Path(cfg.index))
     else:
-        from hcm.data import load_dataset
+        from hcm.data.registry import get_spec, load_dataset
 
-        dataset = load_dataset(
-            cfg.name, cfg.root, train_lists=cfg.msmt_train_lists, synth_overrides=cfg.synth_overrides
-        )
+        options = dict(cfg.options)
+        if "synth_overrides" in get_spec(cfg.name).options.model_fields:
+            # a generated folder must match the recipe's generator settings (the defaults when none are given)
+            options.setdefault("synth_overrides", cfg.synth_overrides)
+        dataset = load_dataset(cfg.name, cfg.root, **options)
     train = dataset.train
     val_query = val_gallery = None
     if cfg.val_fraction > 0:

@@ -17,23 +17,6 @@ from hcm.variants import get_variant, ordered_variants
 OTHER_COLORS: tuple[str, ...] = ("#56B4E9", "#F0E442", "#882255", "#44AA99")
 
 
-DATASET_LABELS: dict[str, str] = {
-    "market1501": "Market-1501",
-    "dukemtmcreid": "DukeMTMC-reID",
-    "msmt17": "MSMT17",
-    "veri776": "VeRi-776",
-    "synth-market": "Synth-Market",
-    "synth-duke": "Synth-Duke",
-    "synth-msmt17": "Synth-MSMT17",
-    "synth-veri": "Synth-VeRi",
-    "synth-pretrain": "Synth-Pretrain",
-}
-#: the order datasets appear in when several are shown
-DATASET_ORDER: tuple[str, ...] = (
-    "market1501", "dukemtmcreid", "msmt17", "veri776",
-    "synth-market", "synth-duke", "synth-msmt17", "synth-veri",
-)
-
 #: metric column -> label used in tables and on axes
 METRIC_LABELS: dict[str, str] = {
     "mAP": "mAP", "mINP": "mINP", "rank1": "R1", "rank5": "R5", "rank10": "R10",
@@ -65,8 +48,16 @@ def variant_label(variant: str) -> str:
     return v.label if v else variant
 
 
+def _dataset_spec(dataset: str):  # noqa: ANN202  (a DatasetSpec or None)
+    from hcm.data.registry import DATASETS
+
+    return DATASETS.get(dataset) if dataset in DATASETS else None
+
+
 def dataset_label(dataset: str) -> str:
-    return DATASET_LABELS.get(dataset, dataset)
+    """The dataset's display label (its spec's ``label``), or its name."""
+    spec = _dataset_spec(dataset)
+    return spec.display_name if spec else dataset
 
 
 def knob_label(knob: str) -> str:
@@ -117,9 +108,8 @@ def order_variants(variants: Iterable[str]) -> list[str]:
 
 
 def order_datasets(datasets: Iterable[str]) -> list[str]:
-    present = set(datasets)
-    known = [d for d in DATASET_ORDER if d in present]
-    return known + sorted(present - set(DATASET_ORDER))
+    """Registered datasets by their spec's ``order``, then unknown ones alphabetically."""
+    return sorted(set(datasets), key=lambda d: (spec.order, d) if (spec := _dataset_spec(d)) else (10**9, d))
 
 
 @contextlib.contextmanager

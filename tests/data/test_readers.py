@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from hcm.data import list_datasets, load_dataset
+from hcm.errors import DatasetError
 from tests import fake_datasets
 
 
@@ -73,7 +74,10 @@ def test_torchreid_style_nesting(tmp_path: Path):
 
 
 def test_duke(fake_duke: Path):
-    ds = load_dataset("dukemtmcreid", fake_duke.parent, train_lists="train")  # unrelated option ignored
+    # an option the dataset does not have is an error naming its options (MSMT17's train_lists is not Duke's)
+    with pytest.raises(DatasetError, match=r"train_lists='train': Extra inputs .* \(options of dukemtmcreid: none\)"):
+        load_dataset("dukemtmcreid", fake_duke.parent, train_lists="train")
+    ds = load_dataset("dukemtmcreid", fake_duke.parent)
     assert ds.layout == "dukemtmcreid"
     assert (counts(ds.train), counts(ds.query), counts(ds.gallery)) == ((3, 4), (2, 2), (3, 4))
     assert sorted(ds.train["camid"].unique()) == [0, 1, 6, 7]

@@ -3,7 +3,7 @@
 Each preset is read by the reader of the real dataset whose layout it copies
 (Market-1501, MSMT17_V1, VeRi-776), so the synthetic suite exercises exactly the
 code path of the real benchmarks. Importing this module registers the five
-presets; ``hcm.data.builtin`` imports it.
+presets; ``hcm.data.registry`` imports it.
 
 Options understood here (the rest go to the reader): ``synth_seed`` (default 0) and
 ``synth_overrides`` (a dict of :class:`SynthSpec` fields). When the folder already
@@ -17,8 +17,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from hcm.data.dataset import ReIDDataset
-from hcm.data.registry import DatasetSpec, register_dataset
+from hcm.data.msmt17 import MSMT17Options
+from hcm.data.spec import DatasetOptions, DatasetSpec, register_dataset
 from hcm.data.synthetic.generate import (
     MANIFEST,
     check_manifest,
@@ -30,6 +33,22 @@ from hcm.data.synthetic.plan import FOLDERS
 from hcm.data.synthetic.spec import PRESETS, spec_for
 
 SYNTH_OPTIONS: tuple[str, ...] = ("synth_seed", "synth_overrides", "progress")
+
+class SynthOptions(DatasetOptions):
+    synth_seed: int | None = Field(None, description="generator seed (default 0)")
+    synth_overrides: dict[str, Any] = Field(default_factory=dict, description="generator parameters (SynthSpec)")
+    progress: bool = Field(True, description="progress bar while generating")
+
+
+class SynthMSMT17Options(SynthOptions, MSMT17Options):
+    """The MSMT17-layout preset also takes MSMT17's reader option."""
+
+
+#: label and display order of each preset (after the real datasets)
+LABELS: dict[str, tuple[str, int]] = {
+    "synth-market": ("Synth-Market", 50), "synth-duke": ("Synth-Duke", 60), "synth-msmt17": ("Synth-MSMT17", 70),
+    "synth-veri": ("Synth-VeRi", 80), "synth-pretrain": ("Synth-Pretrain", 90),
+}
 
 DESCRIPTIONS: dict[str, str] = {
     "synth-market": "synthetic people, Market-1501 layout, 6 cameras",
@@ -96,6 +115,8 @@ def _spec(name: str) -> DatasetSpec:
         description=DESCRIPTIONS[name],
         create=create,
         layout_help=f"It is generated on first use: `hcm prepare {name} --root DIR`.",
+        label=LABELS.get(name, (name, 0))[0], order=LABELS.get(name, (name, 1000))[1],
+        options=SynthMSMT17Options if PRESETS[name].layout == "msmt17" else SynthOptions,
     )
 
 
