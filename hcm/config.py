@@ -93,9 +93,10 @@ class DatasetConfig(_Section):
 
 
 class ModelConfig(_Section):
-    arch: Literal["resnet18", "resnet34", "resnet50", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0"] = Field(
-        "resnet50", description="torchvision trunk: ResNets (the paper's); ShuffleNet V2 is light, but its features "
-                    "collapsed on the synthetic suite (docs/synthetic-benchmark.md)")
+    arch: str = Field(
+        "resnet50", description="registered backbone (hcm.models.reid.BACKBONES): resnet18/34/50 (the paper's), "
+                    "shufflenet_v2_x0_5/x1_0 (light, but its features collapsed on the synthetic suite, "
+                    "docs/synthetic-benchmark.md), or one of your own (docs/extending.md)")
     weights: str = Field("imagenet", description="'imagenet', 'none', or a path to a checkpoint")
     width: int = Field(
         64, ge=4, le=256,

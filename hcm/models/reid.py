@@ -10,6 +10,7 @@ This is the architecture of Cluster Contrast's ``ResNet`` with ``num_features=0`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,36 +21,52 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from hcm.config import ModelConfig
 from hcm.models.pooling import build_pooling
+from hcm.registry import Registry
 
 
 @dataclass(frozen=True)
 class TrunkSpec:
-    """A torchvision classification network used as a re-ID trunk.
+    """A classification network used as a re-ID trunk (a backbone), registered in :data:`BACKBONES`.
 
     ``modules`` are the names of its children run in order (torchvision's names, so its
     state_dict loads key for key); ``last_stage`` is the stage whose first block's stride
-    ``last_stride`` sets; ``feat_dim`` is the width of the trunk's output.
+    ``last_stride`` sets; ``feat_dim`` is the width of the trunk's output (at
+    ``model.width`` 64). ``build(width)`` returns the network (an ``nn.Module`` with the
+    named children); None = torchvision's network of the registered name (a narrowed
+    ResNet when ``width`` is not 64).
     """
 
     modules: tuple[str, ...]
     last_stage: str
     feat_dim: int
+    build: Callable[[int], nn.Module] | None = None
 
 
 _RESNET = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 _SHUFFLENET = ("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5")
 
-#: supported trunks: torchvision ResNets (the paper's family) and ShuffleNet V2 (a light
-#: torchvision network for the CPU-sized synthetic recipe)
-TRUNKS: dict[str, TrunkSpec] = {
-    "resnet18": TrunkSpec(_RESNET, "layer4", 512),
-    "resnet34": TrunkSpec(_RESNET, "layer4", 512),
-    "resnet50": TrunkSpec(_RESNET, "layer4", 2048),
-    "shufflenet_v2_x0_5": TrunkSpec(_SHUFFLENET, "stage4", 1024),
-    "shufflenet_v2_x1_0": TrunkSpec(_SHUFFLENET, "stage4", 1024),
-}
-#: output width of each supported trunk (at ``model.width`` 64)
-FEAT_DIMS: dict[str, int] = {arch: spec.feat_dim for arch, spec in TRUNKS.items()}
+#: backbones by ``model.arch``: torchvision ResNets (the paper's family) and ShuffleNet V2 (a light
+#: torchvision network for the CPU-sized synthetic recipe); add your own with :func:`register_backbone`
+BACKBONES: Registry[TrunkSpec] = Registry("backbone (model.arch)")
+#: the backbones (read-only view kept for older code)
+TRUNKS = BACKBONES
+
+
+def register_backbone(name: str, spec: TrunkSpec) -> TrunkSpec:
+    """Register ``spec`` as backbone ``name`` (``model.arch: name``)."""
+    return BACKBONES.register(name)(spec)
+
+
+for _name, _spec in (
+    ("resnet18", TrunkSpec(_RESNET, "layer4", 512)),
+    ("resnet34", TrunkSpec(_RESNET, "layer4", 512)),
+    ("resnet50", TrunkSpec(_RESNET, "layer4", 2048)),
+    ("shufflenet_v2_x0_5", TrunkSpec(_SHUFFLENET, "stage4", 1024)),
+    ("shufflenet_v2_x1_0", TrunkSpec(_SHUFFLENET, "stage4", 1024)),
+):
+    register_backbone(_name, _spec)
+#: output width of each built-in backbone (at ``model.width`` 64)
+FEAT_DIMS: dict[str, int] = {arch: BACKBONES.get(arch).feat_dim for arch in BACKBONES}
 
 #: ResNet depth -> (residual block, blocks per stage), as in torchvision
 _RESNET_LAYOUT: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
@@ -61,7 +78,7 @@ _RESNET_LAYOUT: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
 
 def feat_dim(arch: str, width: int = 64) -> int:
     """Output width of the trunk ``arch`` whose first ResNet stage has ``width`` channels."""
-    return TRUNKS[arch].feat_dim * width // 64
+    return BACKBONES.get(arch).feat_dim * width // 64
 
 
 def narrow_resnet(arch: str, width: int) -> nn.Module:
@@ -107,7 +124,7 @@ CLASSIFIER_PREFIX = "classifier."
 
 def key_part(key: str, arch: str) -> str:
     """Which part of an ``arch`` model a state_dict key belongs to: trunk, head, classifier or other."""
-    if key.startswith(tuple(f"{m}." for m in TRUNKS[arch].modules)):
+    if key.startswith(tuple(f"{m}." for m in BACKBONES.get(arch).modules)):
         return "trunk"
     if key.startswith(HEAD_PREFIXES):
         return "head"
@@ -142,17 +159,20 @@ class ReIDModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, num_classes: int = 0) -> None:
         super().__init__()
-        if cfg.arch not in TRUNKS:
-            raise ValueError(f"unsupported arch {cfg.arch!r}; choose one of {', '.join(TRUNKS)}")
+        if cfg.arch not in BACKBONES:
+            raise ValueError(f"unsupported arch {cfg.arch!r}; choose one of {', '.join(BACKBONES.names())} "
+                             "(a backbone of your own: list its module under plugins)")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.config = cfg.model_copy()
         self.num_classes = int(num_classes)
         self.feat_dim = feat_dim(cfg.arch, cfg.width)
 
-        spec = TRUNKS[cfg.arch]
+        spec = BACKBONES.get(cfg.arch)
         self.trunk_modules = spec.modules
-        if cfg.width == 64:
+        if spec.build is not None:
+            net = spec.build(cfg.width)
+        elif cfg.width == 64:
             net = getattr(torchvision.models, cfg.arch)(weights=None)
         else:
             net = narrow_resnet(cfg.arch, cfg.width)

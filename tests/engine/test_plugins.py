@@ -149,3 +149,43 @@ def test_unknown_plugin_and_variant_say_what_to_do(tmp_path: Path) -> None:
             assert match in str(exc)
         else:
             raise AssertionError(f"{overrides} was accepted")
+
+
+TINY_BACKBONE = '''
+"""A toy backbone: conv stem + one residual stage (torchvision's BasicBlock), 16 channels at width 64."""
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from hcm.models.reid import TrunkSpec, register_backbone
+
+
+def build(width):
+    c = max(4, width // 8)
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, c, 3, stride=2, padding=1, bias=False)
+    net.bn1 = nn.BatchNorm2d(c)
+    net.relu = nn.ReLU(inplace=True)
+    down = nn.Sequential(nn.Conv2d(c, 2 * c, 1, stride=2, bias=False), nn.BatchNorm2d(2 * c))
+    net.stage1 = nn.Sequential(BasicBlock(c, 2 * c, stride=2, downsample=down))
+    return net
+
+
+register_backbone("tiny_cnn", TrunkSpec(("conv1", "bn1", "relu", "stage1"), "stage1", feat_dim=16, build=build))
+'''
+
+
+def test_toy_backbone_from_outside_trains(data_index: Path, tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "ext"
+    plugin_dir.mkdir()
+    (plugin_dir / "tiny_backbone.py").write_text(textwrap.dedent(TINY_BACKBONE), encoding="utf-8")
+    run = tmp_path / "run"
+    _hcm(["train", "--config", str(_recipe(tmp_path, data_index)), "--out-dir", str(run), "--set",
+          "plugins=[tiny_backbone]", "--set", "model.arch=tiny_cnn", "--set", "optim.epochs=1", "--no-progress",
+          "--evaluate"], plugin_dir)
+    import torch
+
+    state = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    assert state["model_config"]["arch"] == "tiny_cnn"
+    assert tuple(state["model"]["bn_neck.weight"].shape) == (16,)
+    assert "stage1.0.conv1.weight" in state["model"]
+    assert json.loads((run / "metrics.json").read_text())["mAP"] >= 0
