@@ -1,5 +1,6 @@
-"""Extending without editing the package: a loss term, a component and a variant registered from a module
-outside ``hcm/``, trained through ``hcm train``, found in results.csv, the ablation table and the figures."""
+"""Extending without editing the package: a loss term, a memory rule, a component and a variant (and a
+backbone) registered from modules outside ``hcm/``, trained through ``hcm train``, found in results.csv, the
+ablation table and the figures."""
 
 from __future__ import annotations
 
@@ -20,8 +21,15 @@ TOY_PLUGIN = '''
 import torch
 from pydantic import Field
 
+from hcm.memory import mean_update_, register_memory_rule
 from hcm.terms import MemoryRequest, TermOptions, register_loss_term
 from hcm.variants import Component, Variant, register_component, register_variant
+
+
+@register_memory_rule("toy_mean")
+def toy_mean(banks, slots, q, momentum):
+    """Once per slot: the batch mean of its members."""
+    mean_update_(banks[0], slots, q, momentum)
 
 
 class PullOptions(TermOptions):
@@ -37,7 +45,8 @@ def pull(q, batch, memories, opts):
 
 
 register_component(Component("pull", "L_pull", "pull_loss", "centroid pull"))
-register_variant(Variant("hcm_pull", overlay={"loss": {"terms": {"pull": {"weight": 0.5}}}}, label="HCM + pull",
+register_variant(Variant("hcm_pull", overlay={"loss": {"terms": {"pull": {"weight": 0.5}}},
+                                             "memory": {"identity": {"rule": "toy_mean"}}}, label="HCM + pull",
                          color="#117733", marker="*", group="ablation",
                          components=("identity", "dynamic", "image", "pull")))
 '''
@@ -102,6 +111,7 @@ def test_toy_term_and_variant_from_outside_reach_results_table_and_figures(data_
     config = yaml.safe_load((runs / "toy" / "config.yaml").read_text())
     assert config["plugins"] == ["toy_hcm_plugin"] and config["variant"] == "hcm_pull"
     assert config["loss"]["terms"]["pull"] == {"weight": 0.5, "margin": 0.9}
+    assert config["memory"]["identity"] == {"rule": "toy_mean", "momentum": 0.1}
     epochs = pd.read_csv(runs / "toy" / "epochs.csv")
     assert epochs["loss_pull"].notna().all() and epochs["pull_sim"].between(-1, 1).all()
     # the total is the weighted sum of the terms
