@@ -351,3 +351,23 @@ def test_total_loss_does_not_touch_memories() -> None:
     loss.backward()
     assert torch.equal(ident.features, before[0]) and torch.equal(image.features, before[1])
     assert not ident.features.requires_grad and ident.features.grad is None
+
+
+def test_a_factor_can_weigh_hard_negatives() -> None:
+    """docs/extending.md's `hard_negative` reading: only expressible because factors see the logits."""
+
+    def hard_negative(inputs: FactorInputs, *, gamma: float) -> torch.Tensor:
+        target = inputs.logits.gather(1, inputs.targets[:, None]).squeeze(1)
+        w = torch.sigmoid(inputs.negative_logits().max(dim=1).values - target).pow(gamma)
+        return w / w.mean().clamp_min(torch.finfo(w.dtype).tiny)
+
+    # anchor 1's negative mass sits on ONE hard negative (logit 1.3); anchor 0's is spread over three
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0], [2.0, 1.3, -9.0, -9.0]])
+    targets = torch.tensor([0, 0])
+    p = torch.softmax(logits, 1)[:, 0]
+    inputs = FactorInputs(logits, targets, p)
+    delta = hard_negative(inputs, gamma=2.0)
+    assert delta[1] > delta[0] and delta.mean().item() == pytest.approx(1.0)
+    # focal sees only p, so it cannot tell these anchors apart as sharply
+    focal = focal_factor(inputs, gamma=2.0)
+    assert (delta[1] / delta[0]) > (focal[1] / focal[0])
