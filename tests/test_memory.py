@@ -126,13 +126,18 @@ def test_update_is_outside_autograd() -> None:
     assert not mem.features.requires_grad
 
 
-def _hard_loop(table: torch.Tensor, slots: torch.Tensor, q: torch.Tensor, m: float) -> torch.Tensor:
-    """Cluster Contrast's CM_Hard backward: per slot, the member with the LOWEST similarity to the row."""
-    out = table.clone()
+def _members(slots: torch.Tensor, q: torch.Tensor) -> dict[int, list[torch.Tensor]]:
+    """slot -> its rows of q, in batch order."""
     members: dict[int, list[torch.Tensor]] = {}
     for x, y in zip(q, slots.tolist(), strict=True):
         members.setdefault(y, []).append(x)
-    for y, xs in members.items():
+    return members
+
+
+def _hard_loop(table: torch.Tensor, slots: torch.Tensor, q: torch.Tensor, m: float) -> torch.Tensor:
+    """Cluster Contrast's CM_Hard backward: per slot, the member with the LOWEST similarity to the row."""
+    out = table.clone()
+    for y, xs in _members(slots, q).items():
         sims = [float(x @ out[y]) for x in xs]
         hard = xs[sims.index(min(sims))]
         out[y] = m * out[y] + (1.0 - m) * hard
@@ -143,10 +148,7 @@ def _hard_loop(table: torch.Tensor, slots: torch.Tensor, q: torch.Tensor, m: flo
 def _mean_loop(table: torch.Tensor, slots: torch.Tensor, q: torch.Tensor, m: float) -> torch.Tensor:
     """HHCL's mean bank: per slot, the mean of its members in the batch."""
     out = table.clone()
-    members: dict[int, list[torch.Tensor]] = {}
-    for x, y in zip(q, slots.tolist(), strict=True):
-        members.setdefault(y, []).append(x)
-    for y, xs in members.items():
+    for y, xs in _members(slots, q).items():
         out[y] = m * out[y] + (1.0 - m) * torch.stack(xs).mean(0)
         out[y] = out[y] / out[y].norm()
     return out

@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from tests.engine.recipes import tiny_recipe
+
 REPO = Path(__file__).resolve().parents[2]
 
 TOY_PLUGIN = '''
@@ -70,18 +72,7 @@ print(json.dumps({
 
 
 def _recipe(tmp_path: Path, index: Path) -> Path:
-    recipe = {
-        "seed": 0, "variant": "hcm",
-        "dataset": {"name": "synth-market", "index": str(index)},
-        "model": {"arch": "resnet18", "weights": "none"},
-        "input": {"height": 32, "width": 16, "pad": 2},
-        "sampler": {"batch_size": 8, "num_instances": 2},
-        "cluster": {"eps": 0.7, "min_samples": 2, "k1": 6, "k2": 2},
-        "loss": {"n_neg": 5},
-        "optim": {"epochs": 2, "iters": 2},
-        "eval": {"every": 0, "batch_size": 32},
-        "runtime": {"device": "cpu", "threads": 1},
-    }
+    recipe = {**tiny_recipe(index), "eval": {"every": 0, "batch_size": 32}}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return path

@@ -19,21 +19,11 @@ from hcm.engine.loop import LoopContext
 from hcm.engine.trainer import Trainer, train
 from hcm.errors import ConfigError, TrainingError
 from hcm.models import load_weights
+from tests.engine.recipes import tiny_recipe
 
 
 def make_cfg(index: Path, **sets: Any) -> Any:
-    data: dict[str, Any] = {
-        "seed": 0, "variant": "hcm",
-        "dataset": {"name": "synth-market", "index": str(index)},
-        "model": {"arch": "resnet18", "weights": "none"},
-        "input": {"height": 32, "width": 16, "pad": 2},
-        "sampler": {"batch_size": 8, "num_instances": 2},
-        "cluster": {"eps": 0.7, "min_samples": 2, "k1": 6, "k2": 2},
-        "loss": {"n_neg": 5},
-        "optim": {"epochs": 2, "iters": 2},
-        "eval": {"every": 1, "batch_size": 32},
-        "runtime": {"device": "cpu", "threads": 1},
-    }
+    data = tiny_recipe(index)
     overrides: dict[str, Any] = {}
     for key, value in sets.items():
         node = overrides
