@@ -139,6 +139,31 @@ def test_unknown_suite_and_schema_errors(tmp_path: Path, recipes: Path) -> None:
     assert "magic" in res.stdout + res.stderr
 
 
+def test_suite_plugins_register_variants_and_reach_every_run(tmp_path: Path, recipes: Path) -> None:
+    """A variant from the suite's plugin module is accepted, trained, and its runs record the plugin."""
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    (ext / "wf_toy.py").write_text(
+        "from hcm.variants import Variant, register_variant\n"
+        "register_variant(Variant('hcm_wf', {'loss': {'terms': {'image': {'weight': 0.5}}}}, label='HCM wf',\n"
+        "                         color='#117733', components=('identity', 'dynamic', 'image')))\n",
+        encoding="utf-8")
+    cfg = tmp_path / "plugins.yaml"
+    cfg.write_text("suites:\n  smoke:\n    plugins: [wf_toy]\n    variants: [hcm, hcm_wf]\n", encoding="utf-8")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PYTHONPATH": str(ext)}
+    res = snakemake(work, "-n", "--printshellcmds", "--configfile", str(cfg), env=env,
+                    config={"suite": "smoke", "recipes_dir": recipes})
+    assert res.returncode == 0, res.stderr
+    cmds = shell_commands(res.stdout + res.stderr)
+    toy = [c for c in cmds if "hcm train" in c and "--set variant=hcm_wf" in c]
+    assert len(toy) == 2 and all("--set 'plugins=[wf_toy]'" in c for c in toy)
+    # without the plugin module the variant is unknown, and the error says where to register it
+    res = snakemake(work, "-n", "--configfile", str(cfg), config={"suite": "smoke", "recipes_dir": recipes})
+    assert res.returncode != 0 and "plugin module 'wf_toy' could not be imported" in res.stdout + res.stderr
+
+
 def test_lint_is_clean(tmp_path: Path, recipes: Path) -> None:
     res = snakemake(tmp_path, "--lint", config={"recipes_dir": recipes})
     out = res.stdout + res.stderr
