@@ -171,6 +171,8 @@ LOSS_ALIASES: dict[str, tuple[str, str]] = {
 }
 #: flat on/off switches of earlier recipes: ``loss.<term>: false`` removes the term
 LOSS_SWITCHES: tuple[str, ...] = ("identity", "image")
+#: the loss terms that are on unless a config removes them (``loss.terms.<name>: null``)
+DEFAULT_TERMS: tuple[str, ...] = ("identity", "image")
 #: flat keys of earlier recipes -> (memory, option) under ``memory``
 MEMORY_ALIASES: dict[str, tuple[str, str]] = {
     "momentum_identity": ("identity", "momentum"), "momentum_image": ("image", "momentum"),
@@ -195,7 +197,7 @@ class LossConfig(_Section):
     """
 
     terms: dict[str, Any] = Field(
-        default_factory=lambda: {"identity": {}, "image": {}},
+        default_factory=lambda: {name: {} for name in DEFAULT_TERMS},
         description="loss term name -> its options (weight and the term's own; see docs/extending.md); "
                     "null removes a term")
 
@@ -208,7 +210,7 @@ class LossConfig(_Section):
         given = data.pop("terms", None) or {}
         if not isinstance(given, dict):
             raise ValueError(f"loss.terms must be a mapping of term name -> options, got {given!r}")
-        terms: dict[str, Any] = {"identity": {}, "image": {}, **given}
+        terms: dict[str, Any] = {**{name: {} for name in DEFAULT_TERMS}, **given}
         for switch in LOSS_SWITCHES:
             if switch in data:
                 on = data.pop(switch)
@@ -232,7 +234,12 @@ class LossConfig(_Section):
                 raise ValueError(f"unknown loss term {name!r}; registered: {', '.join(LOSS_TERMS.names())} "
                                  "(a term of your own: list its module under plugins)")
             options = LOSS_TERMS.get(name).options
-            out[name] = opts if isinstance(opts, options) else options.model_validate(opts or {})
+            try:
+                out[name] = opts if isinstance(opts, options) else options.model_validate(opts or {})
+            except ValidationError as exc:
+                problems = "; ".join(f"loss.terms.{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                     for e in exc.errors())
+                raise ValueError(problems) from None
         return out
 
 
@@ -350,20 +357,27 @@ class TrainConfig(_Section):
     def _memory_sections(cls, data: Any) -> Any:
         return memory_sections(data)
 
+    @field_validator("memory")
+    @classmethod
+    def _known_rules(cls, sections: dict[str, MemorySection]) -> dict[str, MemorySection]:
+        from hcm.memory import MEMORY_RULES
+
+        for name, section in sections.items():
+            if section.rule not in MEMORY_RULES:
+                raise ValueError(f"memory.{name}.rule: unknown rule {section.rule!r}; registered: "
+                                 f"{', '.join(MEMORY_RULES.names())} (a rule of your own: list its module "
+                                 "under plugins)")
+        return sections
+
     @model_validator(mode="after")
     def _memories_of_terms(self) -> TrainConfig:
         """Every memory the loss terms ask for gets a section; a missing momentum takes the term's default."""
-        from hcm.memory import MEMORY_RULES
         from hcm.terms import memory_requests
 
         for name, request in memory_requests(list(self.loss.terms)).items():
             section = self.memory.setdefault(name, MemorySection())
             if section.momentum is None:
                 section.momentum = request.momentum
-        for name, section in self.memory.items():
-            if section.rule not in MEMORY_RULES:
-                raise ValueError(f"memory.{name}.rule: unknown rule {section.rule!r}; registered: "
-                                 f"{', '.join(MEMORY_RULES.names())}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -400,6 +414,44 @@ def deep_merge(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``deep_merge(base, layer)``, with ``layer``'s flat loss and memory keys moved to their place first.
+
+    ``loss.identity|image: false`` removes the term (``true`` turns it on); a flat option
+    (:data:`LOSS_ALIASES`, e.g. ``loss.gamma``) sets the option of its term if the term is
+    still on after the merge, and is dropped otherwise (the sweep's ``loss.gamma`` does not
+    turn L_id back on in ``image_only``); ``memory.momentum_identity|image`` set
+    ``memory.<name>.momentum``. So a later layer wins whichever spelling either layer uses.
+    """
+    layer = copy.deepcopy(layer)
+    soft: list[tuple[str, str, Any]] = []
+    loss = layer.get("loss")
+    if isinstance(loss, dict):
+        terms = dict(loss.get("terms") or {})
+        for switch in LOSS_SWITCHES:
+            if switch in loss:
+                on = loss.pop(switch)
+                if not isinstance(on, bool):
+                    raise ConfigError(f"loss.{switch} must be true or false, got {on!r}")
+                terms[switch] = {} if on else None
+        soft = [(*LOSS_ALIASES[key], loss.pop(key)) for key in list(loss) if key in LOSS_ALIASES]
+        if terms:
+            loss["terms"] = terms
+    memory = layer.get("memory")
+    if isinstance(memory, dict):
+        for key in [k for k in memory if k in MEMORY_ALIASES]:
+            name, option = MEMORY_ALIASES[key]
+            memory[name] = {**(memory.get(name) or {}), option: memory.pop(key)}
+    merged = deep_merge(base, layer)
+    if soft:
+        terms = merged.setdefault("loss", {}).setdefault("terms", {})
+        for term, option, value in soft:
+            current = terms.get(term, {} if term in DEFAULT_TERMS else None)
+            if isinstance(current, dict):
+                terms[term] = {**current, option: value}
+    return merged
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -451,8 +503,8 @@ def load_yaml_chain(path: str | Path, _seen: tuple[Path, ...] = (), _named_by: P
         raise ConfigError(f"{path}: _base_ must be a file path or a list of file paths, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = deep_merge(merged, load_yaml_chain(path.parent / base, (*_seen, path), path))
-    return deep_merge(merged, data)
+        merged = merge_layer(merged, load_yaml_chain(path.parent / base, (*_seen, path), path))
+    return merge_layer(merged, data)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -505,7 +557,9 @@ def resolve_train_config(data: dict[str, Any], overrides: dict[str, Any] | None 
     if not isinstance(variant, str) or variant not in VARIANTS:  # a list or mapping is unhashable
         raise ConfigError(f"{source}: unknown variant {variant!r}; choose one of {', '.join(VARIANTS.names())} "
                           "(or list the module that registers it under plugins)")
-    merged = deep_merge(deep_merge(data, VARIANTS.get(variant).overlay), overrides)
+    merged: dict[str, Any] = {}
+    for layer in (data, VARIANTS.get(variant).overlay, overrides):
+        merged = merge_layer(merged, layer)
     merged["variant"] = variant
     return _validate(TrainConfig, merged, source)
 

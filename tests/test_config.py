@@ -63,3 +63,58 @@ def test_duplicate_keys_in_a_yaml_file_are_refused(tmp_path: Path) -> None:
     msg = str(info.value)
     assert msg.startswith(f"{recipe}: not valid YAML") and "key 'lr' appears twice" in msg
     assert "lines 3 and 5" in msg
+
+
+# ---------------------------------------------------------------- loss terms, memories, variants
+
+
+def test_flat_loss_and_memory_keys_mean_the_terms_form() -> None:
+    flat = load_train_config(RECIPE, ["loss.gamma=1.5", "loss.lambda_img=0.3", "loss.n_neg=7", "loss.tau_v=0.1",
+                                      "memory.momentum_image=0.4", "memory.momentum_identity=0.05"])
+    terms = load_train_config(RECIPE, ["loss.terms.identity.gamma=1.5", "loss.terms.image.weight=0.3",
+                                       "loss.terms.image.n_neg=7", "loss.terms.image.tau_v=0.1",
+                                       "memory.image.momentum=0.4", "memory.identity.momentum=0.05"])
+    assert flat.to_dict() == terms.to_dict()
+    assert flat.to_dict()["loss"] == {"terms": {
+        "identity": {"weight": 1.0, "factor": "focal", "gamma": 1.5, "tau": 0.05},
+        "image": {"weight": 0.3, "tau_v": 0.1, "n_neg": 7}}}
+    assert flat.to_dict()["memory"] == {"identity": {"rule": "momentum", "momentum": 0.05},
+                                        "image": {"rule": "momentum", "momentum": 0.4}}
+
+
+@pytest.mark.parametrize(("variant", "terms", "factor"), [
+    ("hcm", ["identity", "image"], "focal"), ("baseline", ["identity"], "none"),
+    ("identity_only", ["identity"], "focal"), ("image_only", ["image"], None),
+    ("no_dynamic", ["identity", "image"], "none"), ("supervised", ["identity", "image"], "focal"),
+])
+def test_variant_overlays_give_the_terms_of_method_md(variant: str, terms: list[str], factor: str | None) -> None:
+    cfg = load_train_config(RECIPE, [f"variant={variant}"])
+    assert list(cfg.loss.terms) == terms
+    if factor:
+        assert cfg.loss.terms["identity"].factor == factor
+    # a knob of a term the variant removed is ignored, not an error (the sweep sets loss.gamma everywhere)
+    assert list(load_train_config(RECIPE, [f"variant={variant}", "loss.gamma=1"]).loss.terms) == terms
+
+
+def test_a_term_is_removed_with_null_and_errors_name_the_key() -> None:
+    assert list(load_train_config(RECIPE, ["loss.terms.image=null"]).loss.terms) == ["identity"]
+    with pytest.raises(ConfigError, match="loss.terms.identity.gama: Extra inputs"):
+        load_train_config(RECIPE, ["loss.terms.identity.gama=2"])
+    with pytest.raises(ConfigError, match="unknown loss term 'nope'.*list its module under plugins"):
+        load_train_config(RECIPE, ["loss.terms.nope={}"])
+    with pytest.raises(ConfigError, match="memory.identity.rule: unknown rule 'fast'; registered: hard, hybrid"):
+        load_train_config(RECIPE, ["memory.identity.rule=fast"])
+    assert load_train_config(RECIPE, ["memory.identity.rule=hybrid"]).memory["identity"].rule == "hybrid"
+
+
+def test_canonical_keys_and_schema_enum() -> None:
+    import json
+
+    from hcm.config import canonical_key, json_schema
+
+    assert canonical_key("loss.gamma") == "loss.terms.identity.gamma"
+    assert canonical_key("loss.lambda_img") == "loss.terms.image.weight"
+    assert canonical_key("memory.momentum_image") == "memory.image.momentum"
+    assert canonical_key("cluster.eps") == "cluster.eps"
+    enum = json.loads(json_schema())["properties"]["variant"]["enum"]
+    assert {"hcm", "baseline", "image_only", "untrained"} <= set(enum)
