@@ -33,13 +33,13 @@ KNOB_LABELS: dict[str, str] = {
     "cluster.eps": "DBSCAN eps",
     "cluster.min_samples": "DBSCAN min_samples",
     "cluster.k1": "Jaccard k1",
-    "loss.gamma": "dynamic-factor exponent γ",
-    "loss.lambda_img": "image-loss weight λ",
-    "loss.tau": "identity temperature τ",
-    "loss.tau_v": "image temperature τ_v",
-    "loss.n_neg": "hard negatives n_neg",
-    "memory.momentum_identity": "identity-memory momentum m_c",
-    "memory.momentum_image": "image-memory momentum m_v",
+    "loss.terms.identity.gamma": "dynamic-factor exponent γ",
+    "loss.terms.image.weight": "image-loss weight λ",
+    "loss.terms.identity.tau": "identity temperature τ",
+    "loss.terms.image.tau_v": "image temperature τ_v",
+    "loss.terms.image.n_neg": "hard negatives n_neg",
+    "memory.identity.momentum": "identity-memory momentum m_c",
+    "memory.image.momentum": "image-memory momentum m_v",
 }
 
 
@@ -61,7 +61,10 @@ def dataset_label(dataset: str) -> str:
 
 
 def knob_label(knob: str) -> str:
-    return KNOB_LABELS.get(knob, knob)
+    """Axis label of a sweep knob; flat aliases (``loss.gamma``) and their config keys label alike."""
+    from hcm.config import canonical_key
+
+    return KNOB_LABELS.get(canonical_key(knob), knob)
 
 
 def variant_color(variant: str, fallback_index: int = 0) -> str:
