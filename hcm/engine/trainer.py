@@ -7,9 +7,10 @@ image memories -> ``optim.iters`` steps on P x K batches -> optional evaluation.
 What the variants switch is read from the config (the loss terms under ``loss.terms``
 and their options, the memories' update rules under ``memory``, ``labels``, ``adapt``);
 nothing here branches on the variant name or on a loss term: the memories built are the
-ones the configured terms ask for, and all are updated through one interface. The reported model is the final one (``eval.select=final``) or the best on a
-validation split of training identities (``eval.select=val``), never chosen on the
-test set; test-set scores logged during training are for curves only.
+ones the configured terms ask for, and all are updated through one interface. The
+reported model is the final one (``eval.select=final``) or the best on a validation
+split of training identities (``eval.select=val``), never chosen on the test set;
+test-set scores logged during training are for curves only.
 """
 
 from __future__ import annotations
@@ -211,6 +212,8 @@ def build_memories(cfg: TrainConfig, features: torch.Tensor, labels: torch.Tenso
 
 
 class NonFiniteLoss(ArithmeticError):
+    """The step's loss is NaN or infinite; ``parts`` are its logged values."""
+
     def __init__(self, parts: dict[str, float]) -> None:
         super().__init__("non-finite loss")
         self.parts = parts

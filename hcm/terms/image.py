@@ -2,7 +2,8 @@
 
 method.md, "Losses": hardest positive against the ``n_neg`` hardest negatives in the
 image memory (:func:`hcm.losses.sample_constraint_terms`); the mean runs over the
-batch's anchors that have a positive.
+batch's anchors that have a positive. It reads the memory's first bank (with the
+two-bank ``hybrid`` rule, the hard-member table).
 """
 
 from __future__ import annotations
