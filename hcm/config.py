@@ -259,8 +259,10 @@ def memory_sections(data: Any) -> Any:
     for name, value in data.items():
         if isinstance(value, BaseModel):
             value = value.model_dump()
-        if name not in MEMORY_ALIASES:
-            sections[name] = {**sections.get(name, {}), **(value or {})}
+        if name in MEMORY_ALIASES:
+            continue
+        # a section that is not a mapping is left for validation to refuse with its key
+        sections[name] = {**sections.get(name, {}), **value} if isinstance(value, dict) else value
     _apply_aliases(dict(data), sections, MEMORY_ALIASES)
     return sections
 
@@ -429,7 +431,10 @@ def merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     soft: list[tuple[str, str, Any]] = []
     loss = layer.get("loss")
     if isinstance(loss, dict):
-        terms = dict(loss.get("terms") or {})
+        given = loss.get("terms") or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"loss.terms must be a mapping of term name -> options, got {given!r}")
+        terms = dict(given)
         for switch in LOSS_SWITCHES:
             if switch in loss:
                 on = loss.pop(switch)
@@ -443,7 +448,10 @@ def merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     if isinstance(memory, dict):
         for key in [k for k in memory if k in MEMORY_ALIASES]:
             name, option = MEMORY_ALIASES[key]
-            memory[name] = {**(memory.get(name) or {}), option: memory.pop(key)}
+            section = memory.get(name) or {}
+            if not isinstance(section, dict):
+                raise ConfigError(f"memory.{name} must be a mapping (rule, momentum), got {section!r}")
+            memory[name] = {**section, option: memory.pop(key)}
     merged = deep_merge(base, layer)
     if soft:
         terms = merged.setdefault("loss", {}).setdefault("terms", {})

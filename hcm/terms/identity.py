@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from hcm.losses import dynamic_contrast_terms
+from hcm.losses import DYNAMIC_FACTORS, dynamic_contrast_terms
 from hcm.memory import Memory
 from hcm.terms.base import Batch, LogValues, MemoryRequest, TermOptions, register_loss_term
 
@@ -22,6 +22,13 @@ class IdentityOptions(TermOptions):
     factor: str = Field("focal", description="registered dynamic factor form (hcm.losses.DYNAMIC_FACTORS)")
     gamma: float = Field(2.0, ge=0, description="focusing exponent of the focal dynamic factor")
     tau: float = Field(0.05, gt=0, description="temperature of L_id")
+
+    @field_validator("factor")
+    @classmethod
+    def _known_factor(cls, name: str) -> str:
+        if name not in DYNAMIC_FACTORS:
+            raise ValueError(f"unknown dynamic factor {name!r}; registered: {', '.join(DYNAMIC_FACTORS.names())}")
+        return name
 
 
 @register_loss_term("identity", options=IdentityOptions,
