@@ -105,6 +105,11 @@ def test_a_term_is_removed_with_null_and_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match="memory.identity.rule: unknown rule 'fast'; registered: hard, hybrid"):
         load_train_config(RECIPE, ["memory.identity.rule=fast"])
     assert load_train_config(RECIPE, ["memory.identity.rule=hybrid"]).memory["identity"].rule == "hybrid"
+    with pytest.raises(ConfigError, match="loss.terms.identity.factor: .*unknown dynamic factor 'nope'"):
+        load_train_config(RECIPE, ["loss.terms.identity.factor=nope"])
+    for bad in ("memory.identity=5", "loss.terms=5", "loss.image=maybe"):
+        with pytest.raises(ConfigError):
+            load_train_config(RECIPE, [bad])
 
 
 def test_canonical_keys_and_schema_enum() -> None:
