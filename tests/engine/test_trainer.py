@@ -127,6 +127,17 @@ def test_variant_switches_change_what_is_trained(data_index: Path, tmp_path: Pat
         assert (h["delta_max"] > 1.0 + 1e-6).all() == dynamic
 
 
+@pytest.mark.parametrize("rule", ["hard", "hybrid"])
+def test_memory_rules_train(data_index: Path, tmp_path: Path, rule: str) -> None:
+    """The update rules are config values on the same trainer (their maths: tests/test_memory.py)."""
+    cfg = make_cfg(data_index, optim__epochs=1, eval__every=0, memory__identity__rule=rule,
+                   memory__image__rule=rule)
+    train(cfg, tmp_path / rule, progress=False)
+    h = history(tmp_path / rule)
+    assert not h["skipped"].any() and h["loss_id"].notna().all() and h["loss_img"].notna().all()
+    assert yaml.safe_load((tmp_path / rule / "config.yaml").read_text())["memory"]["identity"]["rule"] == rule
+
+
 def test_supervised_uses_true_labels(data_index: Path, tmp_path: Path) -> None:
     cfg = make_cfg(data_index, variant="supervised", optim__epochs=1, eval__every=0)
     train(cfg, tmp_path / "sup", progress=False)
