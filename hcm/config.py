@@ -250,12 +250,18 @@ class MemorySection(_Section):
 
 
 def memory_sections(data: Any) -> Any:
-    """``memory`` config: defaults for the built-in memories, flat :data:`MEMORY_ALIASES` moved in."""
+    """``memory`` config: a section per memory the registered loss terms ask for (momentum: the term's
+    default), the given sections merged over them, flat :data:`MEMORY_ALIASES` moved in."""
+    from hcm.terms import LOSS_TERMS
+
     if data is None:
         data = {}
     if not isinstance(data, dict):
         return data
-    sections: dict[str, Any] = {"identity": {"momentum": 0.1}, "image": {"momentum": 0.2}}
+    sections: dict[str, Any] = {}
+    for term in LOSS_TERMS.values():
+        for request in term.memories:
+            sections.setdefault(request.name, {"momentum": request.momentum})
     for name, value in data.items():
         if isinstance(value, BaseModel):
             value = value.model_dump()
