@@ -33,7 +33,7 @@ class DatasetOptions(BaseModel):
     Subclass it to declare a dataset's own options; the base has none.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # config.yaml records what it was given
 
 
 @dataclass(frozen=True)

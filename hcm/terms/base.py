@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class TermOptions(BaseModel):
     """Config section of a loss term (``loss.terms.<name>``); subclass it to add options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # config.yaml records what it was given
 
     weight: float = Field(1.0, ge=0, description="weight of the term in the total loss")
 
