@@ -191,9 +191,12 @@ def _apply_aliases(data: dict[str, Any], sections: dict[str, Any], aliases: dict
 class LossConfig(_Section):
     """The loss: registered terms (``hcm.terms``) with their options, summed with their weights.
 
-    ``terms`` is merged over the default ``{identity: {}, image: {}}``; a term set to
-    ``null`` is removed (``--set loss.terms.image=null``). The flat keys of
-    :data:`LOSS_ALIASES` and :data:`LOSS_SWITCHES` are accepted and moved into ``terms``.
+    A recipe's ``terms`` are merged over the default ``{identity: {}, image: {}}`` when the
+    config is resolved (:func:`resolve_train_config`); a term set to ``null`` is removed
+    (``--set loss.terms.image=null``). Validated directly, ``terms`` are exactly the terms
+    (so a run's config.yaml reads back as written), and no ``terms`` means the defaults. The
+    flat keys of :data:`LOSS_ALIASES` and :data:`LOSS_SWITCHES` are accepted and moved into
+    ``terms``.
     """
 
     terms: dict[str, Any] = Field(
@@ -207,10 +210,11 @@ class LossConfig(_Section):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        given = data.pop("terms", None) or {}
-        if not isinstance(given, dict):
+        given = data.pop("terms", None)
+        if given is not None and not isinstance(given, dict):
             raise ValueError(f"loss.terms must be a mapping of term name -> options, got {given!r}")
-        terms: dict[str, Any] = {**{name: {} for name in DEFAULT_TERMS}, **given}
+        # terms given = exactly those (a resolved config.yaml reads back as it was written); none = the defaults
+        terms: dict[str, Any] = dict(given) if given is not None else {name: {} for name in DEFAULT_TERMS}
         for switch in LOSS_SWITCHES:
             if switch in data:
                 on = data.pop(switch)
@@ -571,7 +575,7 @@ def resolve_train_config(data: dict[str, Any], overrides: dict[str, Any] | None 
     if not isinstance(variant, str) or variant not in VARIANTS:  # a list or mapping is unhashable
         raise ConfigError(f"{source}: unknown variant {variant!r}; choose one of {', '.join(VARIANTS.names())} "
                           "(or list the module that registers it under plugins)")
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = {"loss": {"terms": {name: {} for name in DEFAULT_TERMS}}}
     for layer in (data, VARIANTS.get(variant).overlay, overrides):
         merged = merge_layer(merged, layer)
     merged["variant"] = variant

@@ -339,7 +339,7 @@ def test_hybrid_identity_memory_averages_the_banks() -> None:
     hybrid.update(q.detach(), y)  # the banks part ways: hard member vs batch mean
     assert not torch.equal(hybrid.banks[0], hybrid.banks[1])
     loss, _ = total_loss(q, {"targets": y, "indices": idx}, {"identity": hybrid},
-                         LossConfig(terms={"image": None}).terms)
+                         LossConfig(terms={"identity": {}}).terms)
     want = [dynamic_contrast_loss(q, bank, y, tau=0.05, factor="focal", gamma=2.0) for bank in hybrid.banks]
     torch.testing.assert_close(loss, (want[0] + want[1]) / 2)
 
