@@ -122,7 +122,8 @@ def test_sweep_target(tmp_path: Path, recipes: Path) -> None:
     cmds = shell_commands(out)
     run = next(c for c in cmds if "hcm train" in c and "sweep/synth-market/loss.gamma=4/seed1 " in c)
     assert run.endswith("--set loss.gamma=4 --set runtime.threads=1 > "
-                        "results/synthetic/logs/sweep/train/synth-market/loss.gamma=4/seed1.log 2>&1")
+                        "results/synthetic/logs/sweep/train/synth-market/loss.gamma=4/seed1.log 2>&1 "
+                        "|| [ $? -eq 3 ]")  # a run that finished without training keeps its record
     assert "--set variant=hcm" in run
     report = next(c for c in cmds if c.startswith("hcm report sweep"))
     assert "--knob cluster.eps results/synthetic/sweep/synth-market/cluster.eps=0.35/seed0" in report
