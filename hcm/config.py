@@ -315,6 +315,10 @@ class RuntimeConfig(_Section):
     threads: int | None = Field(None, gt=0, description="torch intra-op threads (None = torch default)")
     checkpoint_every: int = Field(1, gt=0)
     deterministic: bool = Field(True, description="ask torch for deterministic algorithms")
+    diagnostics: bool = Field(
+        True, description="log gradient-scale diagnostics per epoch (each loss term's gradient norm w.r.t. the "
+                          "embeddings and its share; method.md): one extra backward through the loss, not the "
+                          "network, per term and step; the training numerics are unchanged")
     tf32: bool = Field(
         False, description="let float32 convolutions and matmuls on CUDA run in TF32 (faster on Ampere and "
                            "later, about 3 fewer significant digits); off = IEEE float32, torch's default "

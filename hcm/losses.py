@@ -33,20 +33,39 @@ class FactorInputs:
     logits: torch.Tensor
     targets: torch.Tensor
     p: torch.Tensor
+    tau: float = 1.0  # L_id's temperature: ``logits * tau`` are the cosine similarities q . c_k
 
     def negative_logits(self) -> torch.Tensor:
         """``logits`` with each row's target entry set to -inf (B, K)."""
         return self.logits.scatter(1, self.targets[:, None], float("-inf"))
 
+    def similarities(self) -> torch.Tensor:
+        """The cosine similarities ``q_i . c_k`` (B, K)."""
+        return self.logits * self.tau
+
+
+@dataclass(frozen=True)
+class FactorWeights:
+    """What a reading returns when it reweighs more than whole anchors (method.md, "Readings").
+
+    ``anchor``: delta (B,), multiplying each anchor's ``-log p``; ``negatives``: weights
+    w (B, K) on the non-target terms of each anchor's softmax denominator (the target
+    column is ignored), or None for all ones. Both are detached by the loss.
+    """
+
+    anchor: torch.Tensor
+    negatives: torch.Tensor | None = None
+
 
 class DynamicFactor(Protocol):
-    """``delta = factor(inputs, gamma=gamma)``: per-anchor weights (B,) from :class:`FactorInputs`.
+    """``delta = factor(inputs, gamma=gamma)``: per-anchor weights (B,) from :class:`FactorInputs`,
+    or a :class:`FactorWeights` (anchor and negative weights).
 
     The factor sees the WHOLE batch (also under gradient accumulation), so a batch
     normaliser (as focal's mean) is the whole batch's.
     """
 
-    def __call__(self, inputs: FactorInputs, *, gamma: float) -> torch.Tensor: ...
+    def __call__(self, inputs: FactorInputs, *, gamma: float) -> torch.Tensor | FactorWeights: ...
 
 
 #: dynamic factor forms ``delta = factor(inputs, gamma=...)`` (``loss.terms.identity.factor``)
@@ -67,6 +86,35 @@ def focal_factor(inputs: FactorInputs, *, gamma: float) -> torch.Tensor:
     return torch.where(mean > 0, w / mean.clamp_min(tiny), torch.ones_like(w))
 
 
+@DYNAMIC_FACTORS.register("focal_raw")
+def focal_raw_factor(inputs: FactorInputs, *, gamma: float) -> torch.Tensor:
+    """``delta_i = (1 - p_i)^gamma``, detached, NOT divided by its batch mean (method.md, "Readings").
+
+    The focal-loss weight of Lin et al. (ICCV 2017) applied to the identity-level softmax.
+    Every weight is at most 1, so L_id's gradient shrinks against ClusterNCE's instead of
+    growing as under ``focal``'s normalisation. ``gamma = 0`` gives all ones.
+    """
+    return (1.0 - inputs.p.detach()).clamp_min(0.0).pow(gamma)
+
+
+@DYNAMIC_FACTORS.register("hard_negatives")
+def hard_negatives_factor(inputs: FactorInputs, *, gamma: float) -> FactorWeights:
+    """Negative-side hardness (method.md, "Readings"): delta = 1, and each non-target centroid k of
+    anchor i weighs ``w_ik = exp(gamma s_ik) / mean_{j != y_i} exp(gamma s_ij)`` in the softmax
+    denominator, with ``s_ik = q_i . c_k`` (detached; mean 1 over each anchor's negatives).
+
+    The importance weights of Robinson et al. (ICLR 2021, "hard negative samples") on the
+    identity-level softmax; ``gamma`` plays their beta. ``gamma = 0`` is ClusterNCE.
+    """
+    sims = inputs.similarities().detach()
+    is_target = torch.zeros_like(sims, dtype=torch.bool).scatter(1, inputs.targets[:, None], True)
+    scaled = (gamma * sims).masked_fill(is_target, float("-inf"))
+    n_neg = sims.shape[1] - 1
+    # exp(gamma s_ik) / mean_j exp(gamma s_ij) = n_neg * softmax over the negatives (stable for any gamma)
+    w = torch.softmax(scaled, dim=1) * n_neg if n_neg > 0 else torch.ones_like(sims)
+    return FactorWeights(torch.ones_like(inputs.p.detach()), w.masked_fill(is_target, 1.0))
+
+
 @DYNAMIC_FACTORS.register("none")
 def no_factor(inputs: FactorInputs, *, gamma: float) -> torch.Tensor:
     """``delta_i = 1``: L_id becomes Cluster Contrast's ClusterNCE."""
@@ -84,10 +132,29 @@ def _no_autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+@dataclass(frozen=True)
+class IdentityParts:
+    """L_id of a batch and its parts (all but ``loss`` detached): delta (B,), p (B,), the negatives'
+    weights (B, K; None = all ones) and the effective gradient scale (:func:`effective_gradient_scale`)."""
+
+    loss: torch.Tensor
+    delta: torch.Tensor
+    p: torch.Tensor
+    negative_weights: torch.Tensor | None
+    grad_scale: torch.Tensor
+
+
 def dynamic_contrast_terms(q: torch.Tensor, centroids: torch.Tensor, targets: torch.Tensor, *,
                            tau: float, factor: str = "focal", gamma: float = 2.0
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(L_id, delta, p)``: the loss of :func:`dynamic_contrast_loss` and its per-anchor parts."""
+    parts = identity_parts(q, centroids, targets, tau=tau, factor=factor, gamma=gamma)
+    return parts.loss, parts.delta, parts.p
+
+
+def identity_parts(q: torch.Tensor, centroids: torch.Tensor, targets: torch.Tensor, *,
+                   tau: float, factor: str = "focal", gamma: float = 2.0) -> IdentityParts:
+    """L_id (method.md, "Losses" and "Readings") with its factor, target probabilities and gradient scale."""
     if q.ndim != 2 or centroids.ndim != 2 or q.shape[1] != centroids.shape[1]:
         raise ValueError(f"q {tuple(q.shape)} and centroids {tuple(centroids.shape)} must be (B, d), (K, d)")
     targets = targets.to(device=q.device, dtype=torch.long)
@@ -101,9 +168,40 @@ def dynamic_contrast_terms(q: torch.Tensor, centroids: torch.Tensor, targets: to
         logits = q.to(dtype) @ centroids.to(device=q.device, dtype=dtype).t() / tau
         log_p = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
         p = log_p.detach().exp()
-        delta = form(FactorInputs(logits.detach(), targets, p), gamma=gamma).detach()
-        loss = -(delta * log_p).mean()
-    return loss, delta, p
+        out = form(FactorInputs(logits.detach(), targets, p, tau), gamma=gamma)
+        weights = out if isinstance(out, FactorWeights) else FactorWeights(out)
+        delta = weights.anchor.detach()
+        neg_w = None if weights.negatives is None else weights.negatives.detach().to(dtype)
+        log_p_loss = log_p
+        if neg_w is not None:  # log w on the negatives' logits, 0 on the target's
+            log_w = neg_w.clamp_min(torch.finfo(dtype).tiny).log().scatter(1, targets[:, None], 0.0)
+            log_p_loss = F.log_softmax(logits + log_w, dim=1).gather(1, targets[:, None]).squeeze(1)
+        loss = -(delta * log_p_loss).mean()
+        grad_scale = effective_gradient_scale(logits.detach(), targets, delta, neg_w,
+                                              centroids.to(device=q.device, dtype=dtype))
+    return IdentityParts(loss, delta, p, neg_w, grad_scale)
+
+
+def effective_gradient_scale(logits: torch.Tensor, targets: torch.Tensor, delta: torch.Tensor,
+                             negative_weights: torch.Tensor | None, centroids: torch.Tensor) -> torch.Tensor:
+    """``||dL_id/dq|| / ||dL_CE/dq||`` on one batch (method.md, "Gradient-scale diagnostics").
+
+    L_CE is ClusterNCE (delta = 1, no negative weights) on the same logits. With ``z = q C^T / tau``
+    and both losses' delta and w constants, ``dL/dq_i = delta_i (softmax(z_i + log w_i) - e_{y_i}) C
+    / (tau B)``; 1/(tau B) cancels in the ratio of Frobenius norms over the batch. 1 for
+    ``factor=none``; all-easy batches (zero reference gradient) give 1. Detached, no graph.
+    """
+    with torch.no_grad():
+        onehot = torch.zeros_like(logits).scatter(1, targets[:, None], 1.0)
+        ref = (torch.softmax(logits, dim=1) - onehot) @ centroids
+        shifted = logits
+        if negative_weights is not None:
+            log_w = negative_weights.clamp_min(torch.finfo(logits.dtype).tiny).log().scatter(1, targets[:, None], 0.0)
+            shifted = logits + log_w
+        got = (delta.to(logits.dtype)[:, None] * (torch.softmax(shifted, dim=1) - onehot)) @ centroids
+        ref_norm = ref.norm()
+        return torch.where(ref_norm > 0, got.norm() / ref_norm.clamp_min(torch.finfo(logits.dtype).tiny),
+                           torch.ones_like(ref_norm))
 
 
 def dynamic_contrast_loss(q: torch.Tensor, centroids: torch.Tensor, targets: torch.Tensor, *,

@@ -12,6 +12,7 @@ from hcm.config import LossConfig
 from hcm.losses import (
     DYNAMIC_FACTORS,
     FactorInputs,
+    FactorWeights,
     dynamic_contrast_loss,
     focal_factor,
     sample_constraint_loss,
@@ -47,10 +48,12 @@ def test_focal_factor_all_easy_gives_ones_and_gamma_zero_gives_ones() -> None:
 
 
 def test_factors_are_detached_and_registered() -> None:
-    assert DYNAMIC_FACTORS.names() == ["focal", "none"]
+    assert DYNAMIC_FACTORS.names() == ["focal", "focal_raw", "hard_negatives", "none"]
     p = torch.tensor([0.2, 0.6], requires_grad=True)
     for name in DYNAMIC_FACTORS:
-        assert not DYNAMIC_FACTORS.get(name)(_fi(p), gamma=2.0).requires_grad
+        out = DYNAMIC_FACTORS.get(name)(_fi(p), gamma=2.0)
+        for t in (out.anchor, out.negatives) if isinstance(out, FactorWeights) else (out,):
+            assert not t.requires_grad
     assert torch.equal(DYNAMIC_FACTORS.get("none")(_fi(p), gamma=2.0), torch.ones(2))
 
 
@@ -308,7 +311,8 @@ def test_total_loss_combines_terms_with_their_weights() -> None:
     assert parts["loss_id"] == pytest.approx(l_id.item())
     assert parts["loss_img"] == pytest.approx(l_img.item())
     assert parts["delta_mean"] == pytest.approx(1.0)
-    assert set(parts) == {"loss", "loss_id", "loss_img", "delta_mean", "delta_max", "p_mean", "img_anchor_frac"}
+    assert set(parts) == {"loss", "loss_id", "loss_img", "delta_mean", "delta_max", "p_mean", "negw_max",
+                          "id_grad_scale", "img_anchor_frac"}
     loss.backward()
     assert q.grad is not None and q.grad.abs().sum() > 0
 

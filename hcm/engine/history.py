@@ -22,11 +22,12 @@ TRAILING_COLUMNS: tuple[str, ...] = (
 
 def epoch_columns() -> tuple[str, ...]:
     """Columns of a training run's epochs.csv, in order (the contract with the reports and MLflow logging):
-    the total loss, then every registered loss term's logged values (``hcm.terms``), then clustering,
+    the total loss, then every registered loss term's logged values (``hcm.terms``) and gradient
+    diagnostics (``runtime.diagnostics``), then clustering,
     timing and evaluation columns."""
-    from hcm.terms import term_log_columns
+    from hcm.terms import gradient_columns, term_log_columns
 
-    return (*LEADING_COLUMNS, *term_log_columns(), *TRAILING_COLUMNS)
+    return (*LEADING_COLUMNS, *term_log_columns(), *gradient_columns(), *TRAILING_COLUMNS)
 
 
 def write_history(path: str | Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> Path:

@@ -183,7 +183,7 @@ class Trainer(EpochLoop):
             try:
                 q, parts = backward_whole_batch(ctx.model, images, batch, memories, cfg.loss.terms,
                                                 accum_steps=cfg.sampler.accum_steps, amp=runtime.amp,
-                                                scaler=ctx.scaler)
+                                                scaler=ctx.scaler, diagnostics=cfg.runtime.diagnostics)
             except NonFiniteLoss as exc:
                 raise TrainingError(
                     f"non-finite loss at epoch {epoch + 1}, iteration {it + 1} ({format_row(exc.parts)}); "
@@ -221,8 +221,8 @@ class NonFiniteLoss(ArithmeticError):
 
 def backward_whole_batch(model: torch.nn.Module, images: torch.Tensor, batch: dict[str, torch.Tensor],
                          memories: dict[str, Memory], terms: dict[str, Any], *, accum_steps: int = 1,
-                         amp: bool = False, scaler: torch.amp.GradScaler | None = None
-                         ) -> tuple[torch.Tensor, dict[str, float]]:
+                         amp: bool = False, scaler: torch.amp.GradScaler | None = None,
+                         diagnostics: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """Accumulate the gradient of the whole batch's loss; return the batch's embeddings (detached) and logs.
 
     ``sampler.accum_steps`` = 1: one forward and backward. More: the batch is split into
@@ -233,7 +233,8 @@ def backward_whole_batch(model: torch.nn.Module, images: torch.Tensor, batch: di
     parameter gradient equals the whole batch's (to float rounding) at the cost of one extra
     forward. BatchNorm still normalises each micro-batch with its own statistics in training
     mode (its buffers are restored after the no-grad pass, so running statistics are updated
-    once per micro-batch), which no split can avoid.
+    once per micro-batch), which no split can avoid. ``diagnostics`` logs the terms' gradient
+    norms w.r.t. ``q`` (:func:`hcm.terms.gradient_norms`), which changes no gradient.
     """
     device_type = images.device.type
     accum = accum_steps
@@ -245,7 +246,7 @@ def backward_whole_batch(model: torch.nn.Module, images: torch.Tensor, batch: di
         with torch.autocast(device_type, enabled=amp):
             q = model(images)
         q = q.float()
-        loss, parts = total_loss(q, batch, memories, terms)
+        loss, parts = total_loss(q, batch, memories, terms, diagnostics=diagnostics)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(parts)
         scaled(loss).backward()
@@ -258,7 +259,7 @@ def backward_whole_batch(model: torch.nn.Module, images: torch.Tensor, batch: di
         for buf, old in zip(model.buffers(), saved, strict=True):
             buf.copy_(old)
     q_leaf = q_all.detach().requires_grad_()
-    loss, parts = total_loss(q_leaf, batch, memories, terms)
+    loss, parts = total_loss(q_leaf, batch, memories, terms, diagnostics=diagnostics)
     if not torch.isfinite(loss):
         raise NonFiniteLoss(parts)
     scaled(loss).backward()

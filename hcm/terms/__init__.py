@@ -11,11 +11,13 @@ from hcm.terms.base import (
     LossTerm,
     MemoryRequest,
     TermOptions,
+    gradient_columns,
+    gradient_norms,
     memory_requests,
     register_loss_term,
     term_log_columns,
     total_loss,
 )
 
-__all__ = ["LOSS_TERMS", "LossTerm", "MemoryRequest", "TermOptions", "memory_requests", "register_loss_term",
-           "term_log_columns", "total_loss"]
+__all__ = ["LOSS_TERMS", "LossTerm", "MemoryRequest", "TermOptions", "gradient_columns", "gradient_norms",
+           "memory_requests", "register_loss_term", "term_log_columns", "total_loss"]

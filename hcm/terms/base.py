@@ -102,27 +102,62 @@ def memory_requests(term_names: Mapping[str, Any] | list[str]) -> dict[str, Memo
 
 
 def total_loss(q: torch.Tensor, batch: Batch, memories: Mapping[str, Memory],
-               terms: Mapping[str, TermOptions]) -> tuple[torch.Tensor, dict[str, float]]:
+               terms: Mapping[str, TermOptions], *, diagnostics: bool = False
+               ) -> tuple[torch.Tensor, dict[str, float]]:
     """``L = sum_t weight_t * L_t`` over ``terms`` in order (method.md, "Losses"), and the logged values.
 
     Logs each term's values (its ``logs``) and ``loss`` (the total) as floats. Memories are
-    read, not written.
+    read, not written. ``diagnostics`` (and ``q`` in a graph) adds :func:`gradient_norms`.
     """
     if not terms:
         raise ValueError("no loss term configured; set at least one under loss.terms")
     total: torch.Tensor | None = None
     logs: LogValues = {}
+    weighted_terms: dict[str, torch.Tensor] = {}
     for name, opts in terms.items():
         term = LOSS_TERMS.get(name)
         loss, values = term.compute(q, batch, {r.name: memories[r.name] for r in term.memories}, opts)
         weighted = opts.weight * loss
+        weighted_terms[name] = weighted
         total = weighted if total is None else total + weighted
         logs.update(values)
     assert total is not None
     logs["loss"] = total.detach()
+    if diagnostics and q.requires_grad:
+        logs.update(gradient_norms(q, weighted_terms))
     names = list(logs)
     floats = torch.stack([logs[k].to(device=q.device, dtype=torch.float64) for k in names]).tolist()
     return total, dict(zip(names, floats, strict=True))
+
+
+def gradient_norms(q: torch.Tensor, weighted: Mapping[str, torch.Tensor]) -> LogValues:
+    """Gradient-scale diagnostics w.r.t. the embeddings (method.md, "Gradient-scale diagnostics").
+
+    For each term t: ``gnorm_<t> = ||d(weight_t L_t)/dq||_F`` over the batch and
+    ``gshare_<t> = gnorm_<t> / sum_u gnorm_<u>`` (its share; the shares sum to 1), and
+    ``gnorm_total = ||dL/dq||_F`` (below the sum of the terms' norms where they pull apart).
+    ``torch.autograd.grad`` w.r.t. ``q`` traverses the loss only, not the network, and
+    accumulates into no ``.grad``: the training step is unchanged.
+    """
+    grads = {}
+    for name, loss in weighted.items():
+        (g,) = torch.autograd.grad(loss, q, retain_graph=True, allow_unused=True)
+        grads[name] = torch.zeros_like(q) if g is None else g.detach()
+    norms = {name: g.norm() for name, g in grads.items()}
+    norm_sum = torch.stack(list(norms.values())).sum()
+    tiny = torch.finfo(norm_sum.dtype).tiny
+    out: LogValues = {}
+    for name, norm in norms.items():
+        out[f"gnorm_{name}"] = norm
+        out[f"gshare_{name}"] = norm / norm_sum.clamp_min(tiny)
+    out["gnorm_total"] = torch.stack(list(grads.values())).sum(dim=0).norm()
+    return out
+
+
+def gradient_columns() -> tuple[str, ...]:
+    """The columns :func:`gradient_norms` adds to ``epochs.csv``, for every registered term."""
+    names = [term.name for term in LOSS_TERMS.values()]
+    return (*(f"gnorm_{n}" for n in names), *(f"gshare_{n}" for n in names), "gnorm_total")
 
 
 def term_log_columns() -> tuple[str, ...]:

@@ -279,3 +279,24 @@ def test_store_and_per_image_runs_both_train_and_resume_exactly(data_index: Path
     off = load_weights(tmp_path / "off" / "model.pt")["model"]
     assert all(torch.equal(on1[k], on2[k]) for k in on1)
     assert not all(torch.equal(on1[k], off[k]) for k in on1)
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_gradient_diagnostics_change_no_weight(data_index: Path, tmp_path: Path, accum: int) -> None:
+    """runtime.diagnostics (on by default) logs each term's gradient norm and share and L_id's effective
+    gradient scale; the trained weights and every other logged value are the same bit for bit without it."""
+    on = make_cfg(data_index, eval__every=0, sampler__accum_steps=accum)
+    assert on.runtime.diagnostics
+    train(on, tmp_path / "on", progress=False)
+    train(make_cfg(data_index, eval__every=0, sampler__accum_steps=accum, runtime__diagnostics=False),
+          tmp_path / "off", progress=False)
+    a = load_weights(tmp_path / "on" / "model.pt")["model"]
+    b = load_weights(tmp_path / "off" / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    h_on, h_off = history(tmp_path / "on"), history(tmp_path / "off")
+    diag = ["gnorm_identity", "gnorm_image", "gshare_identity", "gshare_image", "gnorm_total"]
+    assert h_on[diag].notna().all().all() and h_off[diag].isna().all().all()
+    assert (h_on["gshare_identity"] + h_on["gshare_image"]).round(6).eq(1.0).all()
+    assert (h_on["id_grad_scale"] > 0).all() and (h_on["negw_max"] == 1.0).all()
+    timing = [c for c in h_on.columns if c.endswith("_time_s")]
+    pd.testing.assert_frame_equal(h_on.drop(columns=[*timing, *diag]), h_off.drop(columns=[*timing, *diag]))
