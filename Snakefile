@@ -3,6 +3,7 @@
     snakemake --cores all                                           # the default (synthetic) suite
     snakemake --cores all --config suite=paper data_root=/datasets  # the four real datasets
     snakemake sweep --cores all                                     # sensitivity sweep (not in the default)
+    snakemake study --cores all                                     # readings study (not in the default)
 
 Configuration: workflow/config/config.yaml (schema: workflow/config/config.schema.yaml).
 Rules call the `hcm` command line (`python -m hcm ...`); see docs/workflow.md.
@@ -27,6 +28,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/track.smk"
 include: "workflow/rules/sweep.smk"
+include: "workflow/rules/study.smk"
 
 
 localrules:
@@ -38,6 +40,9 @@ localrules:
     track,
     sweep_report,
     track_sweep,
+    study,
+    study_scale,
+    study_report,
 
 
 # Every run's metrics.json is a target too: Snakemake does not rebuild a deleted
@@ -57,4 +62,12 @@ rule sweep:
             *sweep_report_outputs(),
             f"{RES}/mlflow/sweep_runs.csv",
             *[f"{run}/metrics.json" for runs in sweep_runs_by_knob().values() for run in runs],
+        ],
+
+
+rule study:
+    input:
+        lambda w: [
+            *study_report_outputs(),
+            *[f"{run}/metrics.json" for runs in study_runs_by_row().values() for run in runs],
         ],

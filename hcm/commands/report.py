@@ -6,7 +6,11 @@
   ablation and published tables (.md, .tex, .csv) in the tables folder, the figures,
   and the README index;
 - ``hcm report sweep --out-dir DIR --recipe RECIPE [--set K=V ...] --knob KNOB RUN_DIR ...``
-  -> sensitivity.csv/.md, one sensitivity_<knob>.png per knob, README.md.
+  -> sensitivity.csv/.md, one sensitivity_<knob>.png per knob, README.md;
+- ``hcm report study --out-dir DIR --reference ROW [--control ROW] --row ROW RUN_DIR ...``
+  -> the readings study: study.csv/.md, diagnostics.csv/.md, study.png, diagnostics.png, README.md;
+- ``hcm report scale-recipe --base RECIPE --out FILE RUN_DIR ...`` -> the scale control's recipe
+  (L_id weight = the runs' mean effective gradient scale).
 """
 
 from __future__ import annotations
@@ -51,6 +55,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="overrides applied with the recipe (as given to `hcm train`)")
     s.add_argument("--suite", default="", help="suite name shown in the README")
     s.set_defaults(func=run_sweep)
+
+    t = actions.add_parser("study", help="the readings study's tables, figures and decision helper")
+    t.add_argument("--out-dir", required=True, type=Path, help="folder for the study's CSV, tables and figures")
+    t.add_argument("--row", nargs="+", action="append", required=True, metavar=("ROW", "RUN_DIR"),
+                   help="a study row's name and its run directories (all datasets and seeds; repeat per row)")
+    t.add_argument("--reference", required=True, help="row the paired differences are taken to (no_dynamic)")
+    t.add_argument("--control", default=None, help="second row for paired differences (the scale control)")
+    t.add_argument("--suite", default="", help="suite name shown in the README")
+    t.set_defaults(func=run_study)
+
+    c = actions.add_parser("scale-recipe", help="recipe of the scale control: L_id weight = measured mean "
+                                                "effective gradient scale of the given runs")
+    c.add_argument("--base", required=True, type=Path, help="the recipe the control trains with otherwise")
+    c.add_argument("--out", required=True, type=Path, help="recipe file to write")
+    c.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="runs whose id_grad_scale is measured")
+    c.set_defaults(func=run_scale_recipe)
 
 
 def run_aggregate(args: argparse.Namespace) -> int:
@@ -97,4 +117,28 @@ def run_sweep(args: argparse.Namespace) -> int:
     sweep = collect_sweep(groups)
     written = write_sweep_reports(sweep, args.out_dir, defaults=defaults, suite=args.suite)
     print(f"{len(sweep)} sweep runs, {len(groups)} knobs -> {written[-1]}")
+    return 0
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from hcm.errors import ConfigError
+    from hcm.report.study import collect_study, write_study_reports
+
+    rows: dict[str, list[Path]] = {}
+    for item in args.row:
+        if len(item) < 2:
+            raise ConfigError(f"--row {item[0]}: give the row and at least one run directory")
+        rows.setdefault(item[0], []).extend(Path(p) for p in item[1:])
+    runs, per_epoch = collect_study(rows)
+    written = write_study_reports(runs, per_epoch, args.out_dir, reference=args.reference, control=args.control,
+                                  suite=args.suite)
+    print(f"{len(runs)} study runs, {len(rows)} rows -> {written[-1]}")
+    return 0
+
+
+def run_scale_recipe(args: argparse.Namespace) -> int:
+    from hcm.report.study import write_scaled_recipe
+
+    weight = write_scaled_recipe(args.base, args.runs, args.out)
+    print(f"scale control: L_id weight {weight:.6g} -> {args.out}")
     return 0

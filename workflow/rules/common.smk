@@ -27,6 +27,7 @@ REPORTS = S["reports_dir"].rstrip("/")
 TABLES = f"{REPORTS}/tables"
 FIGURES = f"{REPORTS}/figures"
 SWEEP_REPORTS = f"{REPORTS}/sweep"
+STUDY_REPORTS = f"{REPORTS}/study"
 
 DATASETS = list(S["datasets"])
 VARIANTS = list(S["variants"]) + [v for v in S.get("reference", []) if v not in S["variants"]]
@@ -40,6 +41,31 @@ if SWEEP and SWEEP["dataset"] not in S["datasets"]:
         f"({', '.join(S['datasets'])}); the sweep uses that dataset's recipe and data"
     )
 KNOBS = list(SWEEP["knobs"]) if SWEEP else []
+STUDY = S.get("study") or None
+STUDY_ROWS = dict(STUDY["rows"]) if STUDY else {}
+
+
+def _check_study():
+    """The study's datasets are the suite's, its references and scale sources are its rows."""
+    if not STUDY:
+        return
+    where = f"suites.{SUITE}.study"
+    for d in STUDY["datasets"]:
+        if d not in S["datasets"]:
+            raise WorkflowError(f"config: {where}.datasets: {d!r} is not one of the suite's datasets "
+                                f"({', '.join(S['datasets'])}); the study uses that dataset's recipe and data")
+    for key in ("reference", "control"):
+        if STUDY.get(key) and STUDY[key] not in STUDY_ROWS:
+            raise WorkflowError(f"config: {where}.{key}={STUDY[key]!r} is not one of the study's rows "
+                                f"({', '.join(STUDY_ROWS)})")
+    for name, row in STUDY_ROWS.items():
+        source = row.get("scale_from")
+        if source is not None and (source not in STUDY_ROWS or source == name or STUDY_ROWS[source].get("scale_from")):
+            raise WorkflowError(f"config: {where}.rows.{name}.scale_from={source!r} must name another row "
+                                "that trains without scale_from (its runs' logged L_id gradient scale is copied)")
+
+
+_check_study()
 DATA_SOURCES = DATASETS + ([PRETRAIN["source"]] if PRETRAIN and PRETRAIN["source"] not in DATASETS else [])
 
 REPO = Path(workflow.basedir)
@@ -58,7 +84,7 @@ def _hcm_registries():
         load_plugins(PLUGINS, source=f"suites.{SUITE}.plugins")
     except HCMError as exc:
         raise WorkflowError(f"config: {exc}") from None
-    unknown = [v for v in VARIANTS if v not in REGISTERED]
+    unknown = [v for v in [*VARIANTS, *(r["variant"] for r in STUDY_ROWS.values())] if v not in REGISTERED]
     if unknown:
         raise WorkflowError(
             f"config: suites.{SUITE} names unknown variant(s) {', '.join(unknown)}; registered: "
@@ -82,6 +108,7 @@ wildcard_constraints:
     seed=r"\d+",
     source=_alternatives([PRETRAIN["source"]]) if PRETRAIN else r"(?!x)x",
     knob=_alternatives(KNOBS) if KNOBS else r"(?!x)x",
+    row=_alternatives(STUDY_ROWS) if STUDY_ROWS else r"(?!x)x",
     value=r"[^/]+",
 
 
@@ -205,6 +232,31 @@ def sweep_runs_by_knob():
     return {k: [sweep_dir(k, v, s) for v in SWEEP["knobs"][k] for s in SWEEP.get("seeds", [0])] for k in KNOBS}
 
 
+def study_dir(dataset, row, seed):
+    return f"{RES}/study/{dataset}/{row}/seed{seed}"
+
+
+def study_runs_by_row():
+    return {row: [study_dir(d, row, s) for d in STUDY["datasets"] for s in STUDY["seeds"]] for row in STUDY_ROWS}
+
+
+def scale_recipe(dataset, row, seed):
+    """The recipe a scale-control row trains with (written by rule study_scale)."""
+    return f"{RES}/study/{dataset}/{row}/seed{seed}.scale.yaml"
+
+
+def study_inputs(wildcards):
+    """A study run's inputs: a main run's, with the scale-control recipe in place of the recipe."""
+    inputs = train_inputs(wildcards.dataset)
+    if STUDY_ROWS[wildcards.row].get("scale_from"):
+        inputs["recipe"] = scale_recipe(wildcards.dataset, wildcards.row, wildcards.seed)
+    return inputs
+
+
+def study_extra(wildcards):
+    return [*STUDY.get("overrides", []), *STUDY_ROWS[wildcards.row].get("overrides", [])]
+
+
 def train_inputs(dataset):
     inputs = {"recipe": recipe_path(S["datasets"][dataset]["recipe"]), "index": index_path(dataset)}
     if PRETRAIN:
@@ -283,6 +335,18 @@ def sweep_report_outputs():
             *[f"{SWEEP_REPORTS}/sensitivity_{k}.png" for k in KNOBS]]
 
 
+def study_report_outputs():
+    if not STUDY:
+        raise WorkflowError(f"suite {SUITE} has no `study:` section in the workflow config; add one to run the study")
+    return [f"{STUDY_REPORTS}/{name}" for name in ("README.md", "study.csv", "study.md", "diagnostics.csv",
+                                                   "diagnostics.md", "study.png", "diagnostics.png")]
+
+
 def knob_args(groups):
     """`--knob KNOB RUN_DIR ...` per knob, for `hcm report sweep`."""
     return " ".join(f"--knob {shlex.quote(k)} " + " ".join(map(shlex.quote, runs)) for k, runs in groups.items())
+
+
+def row_args(groups):
+    """`--row ROW RUN_DIR ...` per study row, for `hcm report study`."""
+    return " ".join(f"--row {shlex.quote(r)} " + " ".join(map(shlex.quote, runs)) for r, runs in groups.items())

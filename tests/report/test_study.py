@@ -1,0 +1,132 @@
+"""The readings study's report: paired differences against a hand computation, the validation-best
+row, the scale control's recipe, and every file written."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from hcm.config import load_train_config
+from hcm.errors import HCMError
+from hcm.report.study import (
+    collect_study,
+    measured_scale,
+    paired_difference,
+    val_best,
+    write_scaled_recipe,
+    write_study_reports,
+)
+
+# test mAP (%), val mAP (%) per row and seed on one dataset; hand-made to make the arithmetic checkable
+SCORES = {
+    "hcm": {0: (40.0, 70.0), 1: (44.0, 72.0), 2: (41.0, 69.0)},
+    "hcm_focal_raw": {0: (46.0, 75.0), 1: (45.0, 74.0), 2: (47.0, 73.0)},
+    "no_dynamic": {0: (43.0, 71.0), 1: (45.0, 73.0), 2: (42.0, 70.0)},
+    "scale_control": {0: (41.0, 70.5), 1: (43.0, 71.0)},  # seed 2 missing: pairs on two seeds
+    "supervised": {0: (60.0, 90.0), 1: (61.0, 91.0), 2: (59.0, 92.0)},
+}
+VARIANT = {"hcm": "hcm", "hcm_focal_raw": "hcm", "no_dynamic": "no_dynamic", "scale_control": "no_dynamic",
+           "supervised": "supervised"}
+
+
+def make_run(root: Path, dataset: str, row: str, seed: int, test: float, val: float, *, scale: float = 2.0,
+             weight: float = 1.0) -> Path:
+    """A finished run directory as `hcm train --evaluate` leaves it (the files the report reads)."""
+    run = root / dataset / row / f"seed{seed}"
+    run.mkdir(parents=True)
+    factor = "none" if VARIANT[row] == "no_dynamic" else ("focal_raw" if row.endswith("raw") else "focal")
+    config = {"variant": VARIANT[row], "seed": seed,
+              "loss": {"terms": {"identity": {"weight": weight, "factor": factor, "gamma": 2.0, "tau": 0.05},
+                                 "image": {"weight": 1.0}}},
+              "memory": {"identity": {"rule": "momentum", "momentum": 0.1}}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    metrics = {"dataset": dataset, "variant": VARIANT[row], "seed": seed, "mAP": test / 100, "mINP": 0.1,
+               "rank1": min(1.0, test / 100 + 0.1), "rank5": 1.0, "rank10": 1.0}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    epochs = pd.DataFrame({
+        "epoch": [1, 2, 3], "delta_mean": [1.0] * 3, "delta_max": [3.0, 4.0, 3.5], "negw_max": [1.0] * 3,
+        "id_grad_scale": [scale - 0.5, scale, scale + 0.5], "gshare_identity": [0.3, 0.35, 0.4],
+        "gnorm_identity": [0.1] * 3, "gnorm_image": [0.2] * 3, "val_mAP": [0.5, 0.6, val / 100],
+        "val_rank1": [0.5, 0.6, 0.7], "skipped": [False] * 3})
+    epochs.to_csv(run / "epochs.csv", index=False)
+    return run
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> dict[str, list[Path]]:
+    rows: dict[str, list[Path]] = {}
+    for row, seeds in SCORES.items():
+        for seed, (test, val) in seeds.items():
+            rows.setdefault(row, []).append(make_run(tmp_path / "runs", "synth-market", row, seed, test, val))
+    return rows
+
+
+def test_paired_difference_is_the_per_seed_difference_by_hand(study) -> None:
+    runs, _ = collect_study(study)
+    # hcm - no_dynamic per seed: -3, -1, -1 -> mean -5/3, sample std sqrt(((4/3)^2 + 2 (2/3)^2) / 2)
+    mean, std, n = paired_difference(runs, "synth-market", "hcm", "no_dynamic")
+    assert n == 3 and mean == pytest.approx(-5 / 3)
+    assert std == pytest.approx(math.sqrt(((-3 + 5 / 3) ** 2 + 2 * (-1 + 5 / 3) ** 2) / 2))
+    # against the control: only seeds 0 and 1 are common: -1, +1 -> mean 0, std sqrt(2)
+    mean, std, n = paired_difference(runs, "synth-market", "hcm", "scale_control")
+    assert (mean, n) == (pytest.approx(0.0), 2) and std == pytest.approx(math.sqrt(2))
+    # the validation split: focal_raw - no_dynamic = 4, 1, 3 -> mean 8/3
+    mean, _, n = paired_difference(runs, "synth-market", "hcm_focal_raw", "no_dynamic", "val_mAP")
+    assert n == 3 and mean == pytest.approx(8 / 3)
+    assert math.isnan(paired_difference(runs, "synth-market", "hcm", "nope")[0])
+
+
+def test_the_decision_is_taken_on_the_validation_split_and_excludes_the_bounds(study, tmp_path: Path) -> None:
+    runs, _ = collect_study(study)
+    # supervised has the best scores but is a bound; focal_raw is val-best among the candidates
+    assert val_best(runs, "synth-market")[0] == "hcm_focal_raw"
+    # make the test-best row differ from the val-best one: the table still names the val-best
+    extra = make_run(tmp_path / "more", "synth-market", "hcm", 3, 99.0, 10.0)
+    runs2, _ = collect_study({**study, "hcm": [*study["hcm"], extra]})
+    assert val_best(runs2, "synth-market")[0] == "hcm_focal_raw"
+
+
+def test_study_reports_are_written(study, tmp_path: Path) -> None:
+    runs, per_epoch = collect_study(study)
+    assert len(runs) == 14 and len(per_epoch) == 42
+    assert runs.loc[runs["row"] == "hcm", "id_grad_scale"].eq(2.0).all()
+    assert runs.loc[runs["row"] == "hcm", "delta_max"].eq(4.0).all()  # the largest epoch value
+    out = tmp_path / "reports"
+    written = write_study_reports(runs, per_epoch, out, reference="no_dynamic", control="scale_control",
+                                  suite="test")
+    names = {p.name for p in written}
+    assert names == {"study.csv", "diagnostics.csv", "study.md", "diagnostics.md", "study.png", "diagnostics.png",
+                     "README.md"}
+    table = (out / "study.md").read_text()
+    assert "Validation-best row: `hcm_focal_raw`" in table and "**hcm_focal_raw** (val-best)" in table
+    hcm_line = next(line for line in table.splitlines() if line.startswith("| hcm |"))
+    assert "-1.7 ± 1.2 (n=3)" in hcm_line and "+0.0 ± 1.4 (n=2)" in hcm_line
+    assert "val mAP (%)" in table and "test mAP (%)" in table
+    readme = (out / "README.md").read_text()
+    assert "](study.png)" in readme and "](diagnostics.png)" in readme and "L_id share" in readme
+    with pytest.raises(HCMError, match="'nope'"):
+        write_study_reports(runs, per_epoch, out, reference="nope")
+
+
+def test_scale_control_recipe_carries_the_measured_mean(tmp_path: Path) -> None:
+    src = make_run(tmp_path / "runs", "synth-market", "hcm", 0, 40.0, 70.0, scale=2.5)
+    epochs = pd.read_csv(src / "epochs.csv")
+    epochs.loc[len(epochs)] = {**epochs.iloc[0].to_dict(), "epoch": 4, "id_grad_scale": 100.0, "skipped": True}
+    epochs.to_csv(src / "epochs.csv", index=False)
+    assert measured_scale(src / "epochs.csv") == pytest.approx(2.5)  # skipped epochs do not count
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"dataset": {"name": "synth-market", "index": str(tmp_path / "index.csv")},
+                                    "loss": {"terms": {"identity": {"gamma": 1.0}}}}))
+    out = tmp_path / "control" / "seed0.scale.yaml"
+    assert write_scaled_recipe(base, [src], out) == pytest.approx(2.5)
+    cfg = load_train_config(out, ["variant=no_dynamic"])
+    ident = cfg.loss.terms["identity"]
+    assert ident.weight == pytest.approx(2.5) and ident.factor == "none" and ident.gamma == 1.0
+    assert "image" in cfg.loss.terms and cfg.loss.terms["image"].weight == 1.0
+    with pytest.raises(HCMError, match="not found"):
+        measured_scale(tmp_path / "missing" / "epochs.csv")
