@@ -31,10 +31,10 @@ logger = logging.getLogger(__name__)
 
 #: per-run columns of study.csv (metrics in percent)
 RUN_COLUMNS: tuple[str, ...] = (
-    "dataset", "row", "variant", "factor", "gamma", "id_weight", "memory_rule", "seed",
+    "dataset", "row", "variant", "adapt", "factor", "gamma", "id_weight", "memory_rule", "seed",
     "mAP", "rank1", "val_mAP", "val_rank1",
-    "delta_mean", "delta_max", "negw_max", "id_grad_scale", "gshare_identity", "gnorm_identity", "gnorm_image",
-    "run_dir",
+    "delta_mean", "delta_max", "negw_max", "id_grad_scale", "id_scale_weighted", "gshare_identity",
+    "gnorm_identity", "gnorm_image", "run_dir",
 )
 #: per-epoch diagnostics of epochs.csv carried into diagnostics.csv
 EPOCH_DIAGNOSTICS: tuple[str, ...] = (
@@ -106,10 +106,11 @@ def collect_study(rows: Mapping[str, Sequence[str | Path]]) -> tuple[pd.DataFram
             metrics = result_row(read_json(run_dir / "metrics.json"), run_dir / "metrics.json")
             ep_path = run_dir / "epochs.csv"
             ep = trained_epochs(pd.read_csv(ep_path)) if ep_path.is_file() else pd.DataFrame()
-            identity = _get(config, "loss", "terms", "identity")
+            adapt = bool(config.get("adapt", True))
+            identity = _get(config, "loss", "terms", "identity") if adapt else None
             rec: dict[str, Any] = {
                 "dataset": metrics["dataset"], "row": row, "variant": metrics["variant"], "seed": metrics["seed"],
-                "factor": identity.get("factor") if identity else None,
+                "adapt": adapt, "factor": identity.get("factor") if identity else None,
                 "gamma": identity.get("gamma") if identity else None,
                 "id_weight": identity.get("weight") if identity else None,
                 "memory_rule": _get(config, "memory", "identity", "rule") if identity else None,
@@ -122,17 +123,22 @@ def collect_study(rows: Mapping[str, Sequence[str | Path]]) -> tuple[pd.DataFram
                 rec[col] = float(ep[col].mean()) if col in ep and len(ep) else math.nan
             for col in ("delta_max", "negw_max"):
                 rec[col] = float(ep[col].max()) if col in ep and len(ep) else math.nan
+            # the factor's gradient scale times L_id's weight: against ClusterNCE at weight 1 (the control's is its weight)
+            weight = float(rec["id_weight"]) if rec["id_weight"] is not None else math.nan
+            rec["id_scale_weighted"] = rec["id_grad_scale"] * weight
             runs.append(rec)
             for _, e in ep.iterrows():
+                values = {c: float(e[c]) if c in ep else math.nan for c in EPOCH_DIAGNOSTICS}
                 epochs.append({"dataset": rec["dataset"], "row": row, "seed": rec["seed"], "epoch": int(e["epoch"]),
-                               **{c: float(e[c]) if c in ep else math.nan for c in EPOCH_DIAGNOSTICS}})
+                               **values, "id_scale_weighted": values["id_grad_scale"] * weight})
     if not runs:
         raise HCMError("no study runs given; pass --row NAME RUN_DIR [RUN_DIR ...]")
     order = {name: i for i, name in enumerate(rows)}
     df = pd.DataFrame(runs, columns=list(RUN_COLUMNS))
     df = df.sort_values(["dataset", "row", "seed"], key=lambda s: s.map(order) if s.name == "row" else s,
                         kind="stable").reset_index(drop=True)
-    per_epoch = pd.DataFrame(epochs, columns=["dataset", "row", "seed", "epoch", *EPOCH_DIAGNOSTICS])
+    per_epoch = pd.DataFrame(epochs, columns=["dataset", "row", "seed", "epoch", *EPOCH_DIAGNOSTICS,
+                                              "id_scale_weighted"])
     return df, per_epoch
 
 
@@ -228,12 +234,13 @@ def diagnostics_table(runs: pd.DataFrame) -> str:
             continue
         lines.append([row, f"{r['delta_mean'].mean():.2f}", f"{r['delta_max'].max():.2f}",
                       f"{r['negw_max'].max():.2f}", f"{r['id_grad_scale'].mean():.2f}",
+                      f"{r['id_scale_weighted'].mean():.2f}",
                       DASH if r["gshare_identity"].isna().all() else f"{r['gshare_identity'].mean():.2f}",
                       DASH if r["gnorm_identity"].isna().all() else f"{r['gnorm_identity'].mean():.3g}",
                       DASH if r["gnorm_image"].isna().all() else f"{r['gnorm_image'].mean():.3g}"])
-    header = ["Row", "mean δ", "max δ", "max w (negatives)", "effective gradient scale", "L_id share of ‖∇_q‖",
-              "‖∇_q L_id‖", "‖∇_q λL_img‖"]
-    return render_markdown(header, lines, align="l" + "r" * 7)
+    header = ["Row", "mean δ", "max δ", "max w (negatives)", "effective gradient scale",
+              "× L_id weight", "L_id share of ‖∇_q‖", "‖∇_q L_id‖", "‖∇_q λL_img‖"]
+    return render_markdown(header, lines, align="l" + "r" * 8)
 
 
 def write_study_reports(runs: pd.DataFrame, per_epoch: pd.DataFrame, out_dir: str | Path, *, reference: str,
@@ -261,8 +268,9 @@ def write_study_reports(runs: pd.DataFrame, per_epoch: pd.DataFrame, out_dir: st
     diag = diagnostics_table(runs)
     diag_caption = ("Gradient-scale diagnostics per row (means over datasets, seeds and epochs; max δ and max w "
                     "the largest of any epoch's mean over its steps of the batch maximum). Effective gradient "
-                    "scale = ‖∇_q L_id‖ / ‖∇_q L_id with δ = 1, w = 1‖ on the same batch; L_id share = "
-                    "‖∇_q L_id‖ / (‖∇_q L_id‖ + ‖∇_q λL_img‖) (docs/method.md).")
+                    "scale = ‖∇_q L_id‖ / ‖∇_q L_id with δ = 1, w = 1‖ on the same batch (the reading's own), "
+                    "× L_id weight = the same against ClusterNCE at weight 1 (the scale control's is its "
+                    "weight); L_id share = ‖∇_q w_id L_id‖ / (‖∇_q w_id L_id‖ + ‖∇_q λL_img‖) (docs/method.md).")
     written.append(atomic_write_text(out / "diagnostics.md", f"{diag_caption}\n\n{diag}\n"))
     fig = plot_study(runs, out / "study.png", reference=reference)
     diag_fig = plot_study_diagnostics(per_epoch, out / "diagnostics.png")
@@ -277,7 +285,7 @@ def write_study_reports(runs: pd.DataFrame, per_epoch: pd.DataFrame, out_dir: st
              "## Gradient-scale diagnostics", "", diag_caption, "", diag, "",
              "![L_id's share of the gradient norm and its effective gradient scale per epoch](diagnostics.png)",
              "", "Per epoch, mean over seeds: L_id's share of the gradient norm w.r.t. the embeddings and "
-             "its effective gradient scale.", ""]
+             "its effective gradient scale times its weight.", ""]
     written.append(atomic_write_text(out / "README.md", "\n".join(lines)))
     logger.info("study: %d runs, %d rows -> %s", len(runs), runs["row"].nunique(), out)
     return written

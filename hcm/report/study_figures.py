@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from hcm.report.figures import save_figure
 from hcm.report.style import dataset_label, figure_style, order_datasets, variant_color
@@ -62,11 +63,12 @@ def plot_study(runs: pd.DataFrame, path: str | Path, *, reference: str) -> Path:
 
 def diagnostics_figure(per_epoch: pd.DataFrame) -> Figure:
     """Per dataset (columns): L_id's share of the gradient norm w.r.t. q and its effective gradient
-    scale per epoch (rows of panels), one line per study row (mean over seeds)."""
+    scale times its weight per epoch (rows of panels), one line per study row (mean over seeds)."""
     datasets = order_datasets(per_epoch["dataset"].unique())
     rows = list(per_epoch["row"].unique())
     colors = _row_colors(rows)
-    panels = (("gshare_identity", "L_id share of ‖∇_q L‖"), ("id_grad_scale", "effective gradient scale of L_id"))
+    panels = (("gshare_identity", "L_id share of ‖∇_q L‖"),
+              ("id_scale_weighted", "L_id gradient vs ClusterNCE\n(effective scale × weight)"))
     with figure_style():
         fig = Figure(figsize=(4.4 * max(1, len(datasets)) + 2.4, 6.0))
         axes = fig.subplots(len(panels), max(1, len(datasets)), sharex=True, squeeze=False)
@@ -84,6 +86,7 @@ def diagnostics_figure(per_epoch: pd.DataFrame) -> Figure:
                     ax.set_ylabel(label)
                 if i == len(panels) - 1:
                     ax.set_xlabel("epoch")
+                    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles, labels = axes[0][0].get_legend_handles_labels()
         for ax in axes.flat:  # a row missing from the first panel still gets a legend entry
             for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):

@@ -281,6 +281,18 @@ def test_store_and_per_image_runs_both_train_and_resume_exactly(data_index: Path
     assert not all(torch.equal(on1[k], off[k]) for k in on1)
 
 
+@pytest.mark.parametrize("factor", ["focal_raw", "hard_negatives"])
+def test_readings_train_through_the_config(data_index: Path, tmp_path: Path, factor: str) -> None:
+    cfg = make_cfg(data_index, eval__every=0, optim__epochs=1, loss__terms__identity__factor=factor)
+    train(cfg, tmp_path / "run", progress=False)
+    h = history(tmp_path / "run")
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["loss"]["terms"]["identity"]["factor"] == factor
+    if factor == "focal_raw":  # weights (1 - p)^gamma <= 1, no normaliser
+        assert (h["delta_max"] <= 1.0).all() and (h["delta_mean"] < 1.0).all() and (h["negw_max"] == 1.0).all()
+    else:  # delta = 1, the negatives weighed
+        assert (h["delta_max"] == 1.0).all() and (h["negw_max"] > 1.0).all()
+
+
 @pytest.mark.parametrize("accum", [1, 2])
 def test_gradient_diagnostics_change_no_weight(data_index: Path, tmp_path: Path, accum: int) -> None:
     """runtime.diagnostics (on by default) logs each term's gradient norm and share and L_id's effective
