@@ -129,6 +129,48 @@ def test_sweep_target(tmp_path: Path, recipes: Path) -> None:
     assert "--knob cluster.eps results/synthetic/sweep/synth-market/cluster.eps=0.35/seed0" in report
 
 
+def test_study_target(tmp_path: Path, recipes: Path) -> None:
+    """The readings study's DAG: every row x dataset x seed with the study's overrides after the row's
+    variant, the scale controls behind a study_scale job that reads the hcm run of the same seed."""
+    res = snakemake(tmp_path, "study", "-n", "--printshellcmds", config={"recipes_dir": recipes})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    study = workflow_config()["suites"]["synthetic"]["study"]
+    n_data, n_seeds = len(study["datasets"]), len(study["seeds"])
+    controls = sum(1 for row in study["rows"].values() if row.get("scale_from"))
+    assert job_counts(out) == {"prepare": 3, "pretrain": 1, "train_study": len(study["rows"]) * n_data * n_seeds,
+                               "study_scale": controls * n_data * n_seeds, "study_report": 1, "study": 1}
+    cmds = shell_commands(out)
+    raw = next(c for c in cmds if "hcm train" in c and "study/synth-duke/identity_only_focal_raw/seed2 " in c)
+    for part in ["--set variant=identity_only", "--set optim.epochs=12", "--set dataset.val_fraction=0.2",
+                 "--set loss.terms.identity.factor=focal_raw", "--set seed=2", "synth-small.yaml"]:
+        assert part in raw, (part, raw)
+    control = next(c for c in cmds if "hcm train" in c and "study/synth-market/scale_control/seed1 " in c)
+    assert "--config results/synthetic/study/synth-market/scale_control/seed1.scale.yaml" in control
+    assert "--set variant=no_dynamic" in control
+    scale = next(c for c in cmds if c.startswith("hcm report scale-recipe") and "scale_control/seed1.scale" in c)
+    assert scale.split(" > ")[0].endswith("results/synthetic/study/synth-market/hcm/seed1")
+    report = next(c for c in cmds if c.startswith("hcm report study"))
+    assert "--reference no_dynamic --control scale_control" in report
+    assert "--row hcm_memory_hybrid results/synthetic/study/synth-market/hcm_memory_hybrid/seed0" in report
+
+
+@pytest.mark.parametrize(("study", "message"), [
+    ("datasets: [synth-veri2]", "synth-veri2"),
+    ("reference: nope", "reference='nope' is not one of the study's rows"),
+    ("rows: {a: {variant: hcm, scale_from: a}}", "scale_from='a' must name another row"),
+    ("rows: {a: {variant: magic}}", "magic"),
+])
+def test_study_config_errors(tmp_path: Path, recipes: Path, study: str, message: str) -> None:
+    base = {"datasets": "[synth-market]", "seeds": "[0]", "reference": "a", "rows": "{a: {variant: hcm}}"}
+    key, _, value = study.partition(": ")
+    base[key] = value
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text("suites:\n  smoke:\n    study:\n" + "".join(f"      {k}: {v}\n" for k, v in base.items()))
+    res = snakemake(tmp_path, "study", "-n", "--configfile", str(cfg), config={"suite": "smoke", "recipes_dir": recipes})
+    assert res.returncode != 0 and message in res.stdout + res.stderr, (res.stdout + res.stderr)[-2000:]
+
+
 def test_unknown_suite_and_schema_errors(tmp_path: Path, recipes: Path) -> None:
     res = snakemake(tmp_path, "-n", config={"suite": "nope", "recipes_dir": recipes})
     assert res.returncode != 0
