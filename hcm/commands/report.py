@@ -99,14 +99,9 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from hcm.errors import ConfigError
     from hcm.report.sweep import collect_sweep, lookup_key, write_sweep_reports
 
-    groups: dict[str, list[Path]] = {}
-    for item in args.knob:
-        if len(item) < 2:
-            raise ConfigError(f"--knob {item[0]}: give the knob and at least one run directory")
-        groups.setdefault(item[0], []).extend(Path(p) for p in item[1:])
+    groups = _grouped(args.knob, "--knob", "knob")
     defaults: dict[str, float] = {}
     if args.recipe is not None:
         from hcm.config import load_train_config
@@ -120,15 +115,22 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_study(args: argparse.Namespace) -> int:
+def _grouped(items: list[list[str]], flag: str, what: str) -> dict[str, list[Path]]:
+    """``[[NAME, RUN, ...], ...]`` of a repeated ``flag NAME RUN...`` option -> name -> run directories."""
     from hcm.errors import ConfigError
+
+    groups: dict[str, list[Path]] = {}
+    for item in items:
+        if len(item) < 2:
+            raise ConfigError(f"{flag} {item[0]}: give the {what} and at least one run directory")
+        groups.setdefault(item[0], []).extend(Path(p) for p in item[1:])
+    return groups
+
+
+def run_study(args: argparse.Namespace) -> int:
     from hcm.report.study import collect_study, write_study_reports
 
-    rows: dict[str, list[Path]] = {}
-    for item in args.row:
-        if len(item) < 2:
-            raise ConfigError(f"--row {item[0]}: give the row and at least one run directory")
-        rows.setdefault(item[0], []).extend(Path(p) for p in item[1:])
+    rows = _grouped(args.row, "--row", "row")
     runs, per_epoch = collect_study(rows)
     written = write_study_reports(runs, per_epoch, args.out_dir, reference=args.reference, control=args.control,
                                   suite=args.suite)

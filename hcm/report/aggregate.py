@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from hcm.errors import HCMError
 from hcm.report.style import RESULT_METRICS, order_datasets, order_variants
@@ -66,6 +67,14 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise HCMError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def read_run_config(run_dir: Path, kind: str) -> dict[str, Any]:
+    """A run directory's resolved ``config.yaml``; ``kind`` (e.g. "sweep") names the run in the error."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise HCMError(f"{path}: not found; the {kind} run did not finish training")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
 def _fraction(metrics: dict[str, Any], key: str, path: Path) -> float:

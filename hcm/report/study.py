@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from hcm.errors import HCMError
-from hcm.report.aggregate import read_json, result_row, write_csv
+from hcm.report.aggregate import read_json, read_run_config, result_row, write_csv
 from hcm.report.style import dataset_label, is_reference, order_datasets, variant_label
 from hcm.report.tables import DASH, fmt_mean_std, render_markdown
 from hcm.utils.io import atomic_write_text
@@ -99,10 +99,7 @@ def collect_study(rows: Mapping[str, Sequence[str | Path]]) -> tuple[pd.DataFram
     runs, epochs = [], []
     for row, run_dirs in rows.items():
         for run_dir in map(Path, run_dirs):
-            cfg_path = run_dir / "config.yaml"
-            if not cfg_path.is_file():
-                raise HCMError(f"{cfg_path}: not found; the study run did not finish training")
-            config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+            config = read_run_config(run_dir, "study")
             metrics = result_row(read_json(run_dir / "metrics.json"), run_dir / "metrics.json")
             ep_path = run_dir / "epochs.csv"
             ep = trained_epochs(pd.read_csv(ep_path)) if ep_path.is_file() else pd.DataFrame()

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from hcm.errors import HCMError
-from hcm.report.aggregate import read_json, result_row, write_csv
+from hcm.report.aggregate import read_json, read_run_config, result_row, write_csv
 from hcm.report.figures import plot_sensitivity
 from hcm.report.style import RESULT_METRICS, dataset_label, knob_label
 from hcm.report.tables import fmt_mean_std, render_markdown
@@ -50,9 +49,7 @@ def collect_sweep(groups: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
     for knob, run_dirs in groups.items():
         for run_dir in map(Path, run_dirs):
             cfg_path = run_dir / "config.yaml"
-            if not cfg_path.is_file():
-                raise HCMError(f"{cfg_path}: not found; the sweep run did not finish training")
-            config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+            config = read_run_config(run_dir, "sweep")
             value = lookup_key(config, knob, str(cfg_path))
             try:
                 value = float(value)

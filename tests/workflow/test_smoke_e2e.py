@@ -35,6 +35,15 @@ def expected_runs() -> list[tuple[str, str, int]]:
     return suite_runs(SUITE)
 
 
+def run_target_on_a_copy(smoke_run, tmp_path: Path, target: str):
+    """Run ``target`` in a copy of the finished smoke suite (the module's run stays as it is)."""
+    work, res = smoke_run
+    assert res.returncode == 0
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy, symlinks=True)
+    return copy, snakemake(copy, target, "--cores", "2", config={"suite": SUITE}, timeout=600)
+
+
 def test_smoke_dag_end_to_end(smoke_run) -> None:
     work, res = smoke_run
     assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
@@ -66,11 +75,7 @@ def test_smoke_sweep_reuses_the_suite_and_trains_like_a_main_run(smoke_run, tmp_
 
     import pandas as pd
 
-    work, res = smoke_run
-    assert res.returncode == 0
-    copy = tmp_path / "work"
-    shutil.copytree(work, copy, symlinks=True)
-    sweep = snakemake(copy, "sweep", "--cores", "2", config={"suite": SUITE}, timeout=600)
+    copy, sweep = run_target_on_a_copy(smoke_run, tmp_path, "sweep")
     assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-5000:]
     knobs = workflow_config()["suites"][SUITE]["sweep"]["knobs"]
     n = sum(len(v) for v in knobs.values())
@@ -154,11 +159,7 @@ def test_smoke_study_end_to_end(smoke_run, tmp_path: Path) -> None:
 
     from hcm.report.study import measured_scale
 
-    work, res = smoke_run
-    assert res.returncode == 0
-    copy = tmp_path / "work"
-    shutil.copytree(work, copy, symlinks=True)
-    out = snakemake(copy, "study", "--cores", "2", config={"suite": SUITE}, timeout=600)
+    copy, out = run_target_on_a_copy(smoke_run, tmp_path, "study")
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     study = workflow_config()["suites"][SUITE]["study"]
     n_rows, n_seeds = len(study["rows"]), len(study["seeds"])
