@@ -358,9 +358,9 @@ def test_total_loss_does_not_touch_memories() -> None:
 
 
 def test_a_factor_can_weigh_hard_negatives() -> None:
-    """docs/extending.md's `hard_negative` reading: only expressible because factors see the logits."""
+    """docs/extending.md's `hardest_negative` reading: only expressible because factors see the logits."""
 
-    def hard_negative(inputs: FactorInputs, *, gamma: float) -> torch.Tensor:
+    def hardest_negative(inputs: FactorInputs, *, gamma: float) -> torch.Tensor:
         target = inputs.logits.gather(1, inputs.targets[:, None]).squeeze(1)
         w = torch.sigmoid(inputs.negative_logits().max(dim=1).values - target).pow(gamma)
         return w / w.mean().clamp_min(torch.finfo(w.dtype).tiny)
@@ -370,7 +370,7 @@ def test_a_factor_can_weigh_hard_negatives() -> None:
     targets = torch.tensor([0, 0])
     p = torch.softmax(logits, 1)[:, 0]
     inputs = FactorInputs(logits, targets, p)
-    delta = hard_negative(inputs, gamma=2.0)
+    delta = hardest_negative(inputs, gamma=2.0)
     assert delta[1] > delta[0] and delta.mean().item() == pytest.approx(1.0)
     # focal sees only p, so it cannot tell these anchors apart as sharply
     focal = focal_factor(inputs, gamma=2.0)
