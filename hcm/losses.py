@@ -173,13 +173,19 @@ def identity_parts(q: torch.Tensor, centroids: torch.Tensor, targets: torch.Tens
         delta = weights.anchor.detach()
         neg_w = None if weights.negatives is None else weights.negatives.detach().to(dtype)
         log_p_loss = log_p
-        if neg_w is not None:  # log w on the negatives' logits, 0 on the target's
-            log_w = neg_w.clamp_min(torch.finfo(dtype).tiny).log().scatter(1, targets[:, None], 0.0)
-            log_p_loss = F.log_softmax(logits + log_w, dim=1).gather(1, targets[:, None]).squeeze(1)
+        if neg_w is not None:
+            log_p_loss = F.log_softmax(logits + _log_weights(neg_w, targets), dim=1).gather(
+                1, targets[:, None]).squeeze(1)
         loss = -(delta * log_p_loss).mean()
         grad_scale = effective_gradient_scale(logits.detach(), targets, delta, neg_w,
                                               centroids.to(device=q.device, dtype=dtype))
     return IdentityParts(loss, delta, p, neg_w, grad_scale)
+
+
+def _log_weights(negative_weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log w`` added to the logits: the negatives' log weights, 0 in each row's target column."""
+    tiny = torch.finfo(negative_weights.dtype).tiny
+    return negative_weights.clamp_min(tiny).log().scatter(1, targets[:, None], 0.0)
 
 
 def effective_gradient_scale(logits: torch.Tensor, targets: torch.Tensor, delta: torch.Tensor,
@@ -194,10 +200,7 @@ def effective_gradient_scale(logits: torch.Tensor, targets: torch.Tensor, delta:
     with torch.no_grad():
         onehot = torch.zeros_like(logits).scatter(1, targets[:, None], 1.0)
         ref = (torch.softmax(logits, dim=1) - onehot) @ centroids
-        shifted = logits
-        if negative_weights is not None:
-            log_w = negative_weights.clamp_min(torch.finfo(logits.dtype).tiny).log().scatter(1, targets[:, None], 0.0)
-            shifted = logits + log_w
+        shifted = logits if negative_weights is None else logits + _log_weights(negative_weights, targets)
         got = (delta.to(logits.dtype)[:, None] * (torch.softmax(shifted, dim=1) - onehot)) @ centroids
         ref_norm = ref.norm()
         return torch.where(ref_norm > 0, got.norm() / ref_norm.clamp_min(torch.finfo(logits.dtype).tiny),
