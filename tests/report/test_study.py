@@ -62,7 +62,8 @@ def study(tmp_path: Path) -> dict[str, list[Path]]:
     rows: dict[str, list[Path]] = {}
     for row, seeds in SCORES.items():
         for seed, (test, val) in seeds.items():
-            rows.setdefault(row, []).append(make_run(tmp_path / "runs", "synth-market", row, seed, test, val))
+            extra = {"scale": 1.0, "weight": 3.0} if row == "scale_control" else {}
+            rows.setdefault(row, []).append(make_run(tmp_path / "runs", "synth-market", row, seed, test, val, **extra))
     return rows
 
 
@@ -96,6 +97,7 @@ def test_study_reports_are_written(study, tmp_path: Path) -> None:
     assert len(runs) == 14 and len(per_epoch) == 42
     assert runs.loc[runs["row"] == "hcm", "id_grad_scale"].eq(2.0).all()
     assert runs.loc[runs["row"] == "hcm", "delta_max"].eq(4.0).all()  # the largest epoch value
+    assert runs.loc[runs["row"] == "scale_control", "id_scale_weighted"].eq(3.0).all()
     out = tmp_path / "reports"
     written = write_study_reports(runs, per_epoch, out, reference="no_dynamic", control="scale_control",
                                   suite="test")
@@ -130,3 +132,20 @@ def test_scale_control_recipe_carries_the_measured_mean(tmp_path: Path) -> None:
     assert "image" in cfg.loss.terms and cfg.loss.terms["image"].weight == 1.0
     with pytest.raises(HCMError, match="not found"):
         measured_scale(tmp_path / "missing" / "epochs.csv")
+
+
+def test_figures_plot_every_run_and_every_epoch(study) -> None:
+    from hcm.report.study_figures import diagnostics_figure, study_figure
+
+    runs, per_epoch = collect_study(study)
+    fig = study_figure(runs, reference="no_dynamic")
+    ax = fig.axes[0]
+    xs = sorted(x for coll in ax.collections for x in coll.get_offsets()[:, 0])
+    assert xs == pytest.approx(sorted([*runs["mAP"], *runs["val_mAP"]]))
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(runs["row"].unique())
+    fig = diagnostics_figure(per_epoch)
+    share, scale = fig.axes[0], fig.axes[1]
+    hcm_line = next(line for line in share.get_lines() if line.get_label() == "hcm")
+    assert list(hcm_line.get_ydata()) == pytest.approx([0.3, 0.35, 0.4])
+    control = next(line for line in scale.get_lines() if line.get_label() == "scale_control")
+    assert list(control.get_ydata()) == pytest.approx([1.5, 3.0, 4.5])  # the factor's scale x L_id's weight 3
