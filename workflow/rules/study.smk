@@ -18,6 +18,8 @@ use rule train as train_study with:
         plot=f"{RES}/study/{{dataset}}/{{row}}/seed{{seed}}/cmc.png",
     log:
         f"{RES}/logs/study/train/{{dataset}}/{{row}}/seed{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/study/train/{{dataset}}/{{row}}/seed{{seed}}.tsv"
     params:
         out_dir=lambda w, output: os.path.dirname(output.summary),
         sets=lambda w: train_sets(w.dataset, STUDY_ROWS[w.row]["variant"], w.seed, study_extra(w)),
