@@ -11,6 +11,7 @@ import argparse
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,27 @@ def add_recipe_args(ap: argparse.ArgumentParser, *, iters: int, iters_help: str)
     ap.add_argument("--repeats", type=int, default=3, help="measurements (the best is reported)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="auto")
+
+
+def add_step_args(ap: argparse.ArgumentParser, *, example: str) -> None:
+    """The options of the training-step benchmarks: :func:`add_recipe_args`, --train-ids, --set."""
+    add_recipe_args(ap, iters=10, iters_help="optimiser steps per measurement")
+    ap.add_argument("--train-ids", type=int, default=60, help="identities of the generated synth-market")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help=f"override a recipe value, e.g. --set {example}")
+
+
+def synth_training(cfg: TrainConfig, train_ids: int, folder: str | Path) -> tuple[Any, Any, nn.Module, Any]:
+    """``(dataset, splits, model, runtime)``: a generated synth-market in ``folder`` (``train_ids``
+    identities, 10 test identities) and ``cfg``'s model on ``cfg``'s device, randomly initialised."""
+    from hcm.data import load_dataset
+    from hcm.engine.setup import DataSplits, setup_runtime
+    from hcm.models import build_model
+
+    runtime = setup_runtime(cfg.runtime)
+    ds = load_dataset("synth-market", folder, synth_overrides={"train_ids": train_ids, "test_ids": 10})
+    splits = DataSplits(ds, ds.train, ds.query, ds.gallery)
+    return ds, splits, build_model(cfg.model, seed=0).to(runtime.device), runtime
 
 
 def load_recipe(args: argparse.Namespace, extra: Sequence[str] = ()) -> TrainConfig:

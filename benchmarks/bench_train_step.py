@@ -28,32 +28,30 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bare import add_recipe_args, bare_inference, bare_train_steps, best_of, load_recipe, sync  # noqa: E402
+from bare import (  # noqa: E402
+    add_step_args,
+    bare_inference,
+    bare_train_steps,
+    best_of,
+    load_recipe,
+    sync,
+    synth_training,
+)
 
-from hcm.data import load_dataset  # noqa: E402
 from hcm.data.transforms import build_test_transform  # noqa: E402
-from hcm.engine.setup import DataSplits, setup_runtime  # noqa: E402
 from hcm.engine.trainer import Trainer  # noqa: E402
 from hcm.eval import extract_features  # noqa: E402
 from hcm.eval.extract import extract_store_features  # noqa: E402
-from hcm.models import build_model  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_recipe_args(ap, iters=10, iters_help="optimiser steps per measurement")
-    ap.add_argument("--train-ids", type=int, default=60, help="identities of the generated synth-market")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a recipe value, e.g. --set model.arch=resnet50")
+    add_step_args(ap, example="model.arch=resnet50")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = {"train_ids": args.train_ids, "test_ids": 10}
         cfg = load_recipe(args, [f"optim.iters={args.iters}", *args.overrides])
-        runtime = setup_runtime(cfg.runtime)
-        ds = load_dataset("synth-market", tmp, synth_overrides=overrides)
-        splits = DataSplits(ds, ds.train, ds.query, ds.gallery)
-        model = build_model(cfg.model, seed=0).to(runtime.device)
+        ds, splits, model, runtime = synth_training(cfg, args.train_ids, tmp)
         trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
         ctx = trainer.make_context(model, splits, runtime)
         opt, cache = ctx.optimizer, ctx.cache

@@ -40,3 +40,13 @@ def test_paper_scale_tiny_writes_its_report(tmp_path: Path) -> None:
                   "clustering stage knn", "epoch 1: 2 training steps", "test evaluation"):
         assert phase in text, phase
     assert "## Clustering log" in text and "stored pairs" in text
+
+
+@pytest.mark.slow
+def test_bench_diagnostics_last_line(tmp_path: Path) -> None:
+    out = _run([str(REPO / "benchmarks/bench_diagnostics.py"), "--train-ids", "12", "--iters", "2", "--repeats", "1",
+                "--threads", "1", "--set", "sampler.batch_size=16", "--set", "input.height=32",
+                "--set", "input.width=16"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"diagnostics throughput ratio: \d+\.\d{3} \(target >= 0\.95\)", last), last
