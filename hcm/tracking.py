@@ -216,15 +216,17 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def run_payload(run_dir: Path) -> tuple[dict[str, str], list[tuple[str, float, int]], dict[str, Any]]:
-    """Params (flattened config), metrics as (name, value, step), and the metrics.json content."""
+def run_payload(run_dir: Path, config: dict[str, Any]) -> tuple[dict[str, str], list[tuple[str, float, int]],
+                                                               dict[str, Any]]:
+    """Params (the flattened ``config``, the run's ``config.yaml``), metrics as (name, value, step), and
+    the metrics.json content."""
     import pandas as pd
 
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
         raise HCMError(f"{metrics_path}: not found; run `hcm evaluate --run {run_dir}` before logging")
     metrics = _read_json(metrics_path)
-    params = flatten(_read_config(run_dir))
+    params = flatten(config)
     values: list[tuple[str, float, int]] = []
     epochs_path = run_dir / "epochs.csv"
     if epochs_path.is_file() and epochs_path.stat().st_size > 0:
@@ -333,7 +335,8 @@ def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: s
         client.delete_run(old.info.run_id)
     action = "replaced" if existing else "created"
 
-    params, values, metrics = run_payload(run_dir)
+    config = _read_config(run_dir)
+    params, values, metrics = run_payload(run_dir, config)
     # what the run was trained and evaluated on, as env.* and eval_env.* tags (absent records add none)
     environments = {"env": _read_json(run_dir / "train_summary.json").get("environment"),
                     "eval_env": metrics.get("environment")}
@@ -353,7 +356,7 @@ def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: s
             client.log_batch(run_id, params=chunk)
         for chunk in _chunks([Metric(n, v, stamp, s) for n, v, s in values], _MAX_METRICS):
             client.log_batch(run_id, metrics=chunk)
-        dataset = dataset_input(_read_config(run_dir), run_dir)
+        dataset = dataset_input(config, run_dir)
         if dataset is not None:
             client.log_inputs(run_id, datasets=[dataset])
         for name in ARTIFACT_FILES:
