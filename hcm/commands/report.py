@@ -7,7 +7,7 @@
   and the README index;
 - ``hcm report sweep --out-dir DIR --recipe RECIPE [--set K=V ...] --knob KNOB RUN_DIR ...``
   -> sensitivity.csv/.md, one sensitivity_<knob>.png per knob, README.md;
-- ``hcm report study --out-dir DIR --reference ROW [--control ROW] --row ROW RUN_DIR ...``
+- ``hcm report study --out-dir DIR --reference ROW [--control ROW] [--matched-control ROW=CONTROL ...] --row ROW RUN_DIR ...``
   -> the readings study: study.csv/.md, diagnostics.csv/.md, study.png, diagnostics.png, README.md;
 - ``hcm report scale-recipe --base RECIPE --out FILE RUN_DIR ...`` -> the scale control's recipe
   (L_id weight = the runs' mean effective gradient scale).
@@ -62,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a study row's name and its run directories (all datasets and seeds; repeat per row)")
     t.add_argument("--reference", required=True, help="row the paired differences are taken to (no_dynamic)")
     t.add_argument("--control", default=None, help="second row for paired differences (the scale control)")
+    t.add_argument("--matched-control", action="append", default=[], metavar="ROW=CONTROL",
+                   help="ROW's own scale control (trained with ROW's measured gradient scale); repeatable")
     t.add_argument("--suite", default="", help="suite name shown in the README")
     t.set_defaults(func=run_study)
 
@@ -128,12 +130,20 @@ def _grouped(items: list[list[str]], flag: str, what: str) -> dict[str, list[Pat
 
 
 def run_study(args: argparse.Namespace) -> int:
+    from hcm.errors import ConfigError
     from hcm.report.study import collect_study, write_study_reports
 
     rows = _grouped(args.row, "--row", "row")
+    matched: dict[str, str] = {}
+    for item in args.matched_control:
+        row, sep, control = item.partition("=")
+        if not sep or not row or not control:
+            raise ConfigError(f"--matched-control {item!r}: give ROW=CONTROL, "
+                              "e.g. hcm_focal_raw=scale_control_focal_raw")
+        matched[row] = control
     runs, per_epoch = collect_study(rows)
     written = write_study_reports(runs, per_epoch, args.out_dir, reference=args.reference, control=args.control,
-                                  suite=args.suite)
+                                  matched=matched, suite=args.suite)
     print(f"{len(runs)} study runs, {len(rows)} rows -> {written[-1]}")
     return 0
 

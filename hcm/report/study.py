@@ -194,17 +194,35 @@ def describe_row(runs: pd.DataFrame, row: str) -> str:
     return ", ".join(parts)
 
 
-def study_table(runs: pd.DataFrame, *, reference: str, control: str | None) -> str:
+def row_controls(rows: Sequence[str], control: str | None,
+                 matched: Mapping[str, str] | None = None) -> dict[str, str]:
+    """row -> the scale control its paired difference is taken to: the row's own (``matched``: source
+    row -> control row, a control trained with that row's measured gradient scale) or else ``control``.
+    Control rows themselves have none."""
+    matched = dict(matched or {})
+    controls = {*matched.values(), *([control] if control else [])}
+    out = {}
+    for row in rows:
+        target = matched.get(row, control)
+        if target and row not in controls:
+            out[row] = target
+    return out
+
+
+def study_table(runs: pd.DataFrame, *, reference: str, control: str | None,
+                matched: Mapping[str, str] | None = None) -> str:
     """Markdown: per dataset, every row's validation and test scores (mean ± std over seeds), the paired
-    differences to ``reference`` and ``control``; the validation-best candidate in bold."""
+    differences to ``reference`` and to its scale control (:func:`row_controls`); the validation-best
+    candidate in bold."""
+    controls = row_controls(list(runs["row"].unique()), control, matched)
     blocks = []
     for dataset in order_datasets(runs["dataset"].unique()):
         best, _ = val_best(runs, dataset)
         sub = runs[runs["dataset"] == dataset]
         header = ["Row", "What", "val mAP (%)", "test mAP (%)", "test R1 (%)", f"Δ test mAP vs {reference}",
                   f"Δ val mAP vs {reference}"]
-        if control:
-            header += [f"Δ test mAP vs {control}", f"Δ val mAP vs {control}"]
+        if controls:
+            header += ["Scale control", "Δ test mAP vs control", "Δ val mAP vs control"]
         header.append("Seeds")
         lines = []
         for row in sub["row"].unique():
@@ -213,13 +231,51 @@ def study_table(runs: pd.DataFrame, *, reference: str, control: str | None) -> s
             cells = [name, describe_row(runs, row)]
             for m in ("val_mAP", "mAP", "rank1"):
                 cells.append(fmt_mean_std(r[m].mean(), r[m].std(ddof=1), int(r[m].notna().sum())))
-            for ref in [reference, *([control] if control else [])]:
+            for m in ("mAP", "val_mAP"):
+                cells.append(DASH if row == reference else fmt_paired(*paired_difference(runs, dataset, row,
+                                                                                         reference, m)))
+            if controls:
+                ctrl = controls.get(row)
+                cells.append(f"`{ctrl}`" if ctrl else DASH)
                 for m in ("mAP", "val_mAP"):
-                    cells.append(DASH if row == ref else fmt_paired(*paired_difference(runs, dataset, row, ref, m)))
+                    cells.append(fmt_paired(*paired_difference(runs, dataset, row, ctrl, m)) if ctrl else DASH)
             cells.append(str(len(r)))
             lines.append(cells)
         blocks.append(f"### {dataset_label(dataset)}\n\n" + render_markdown(header, lines, align="ll" + "r" * (len(header) - 2)))
     return "\n\n".join(blocks)
+
+
+def reading_rows(runs: pd.DataFrame, *, reference: str, control: str | None,
+                 matched: Mapping[str, str] | None = None) -> list[str]:
+    """The rows the headline table compares: rows of the variant(s) whose readings have scale controls
+    (the sources in ``matched``; with none, the variants of rows that differ from ``reference``'s variant
+    and have a control), without the reference and the controls."""
+    matched = dict(matched or {})
+    controls = row_controls(list(runs["row"].unique()), control, matched)
+    variant_of = runs.groupby("row", sort=False)["variant"].first()
+    variants = {variant_of[r] for r in matched if r in variant_of.index} or {
+        variant_of[r] for r in controls if r in variant_of.index and variant_of[r] != variant_of.get(reference)}
+    return [r for r in runs["row"].unique() if r in controls and variant_of[r] in variants and r != reference]
+
+
+def readings_table(runs: pd.DataFrame, *, reference: str, control: str | None,
+                   matched: Mapping[str, str] | None = None, metric: str = "mAP") -> str:
+    """Markdown, the study's headline: per reading and dataset, the paired per-seed difference of ``metric``
+    to ``reference`` (the factor and L_id's scale together) and to the reading's scale control (the factor
+    alone, L_id's gradient scale matched); mean ± std over seeds (n)."""
+    controls = row_controls(list(runs["row"].unique()), control, matched)
+    datasets = order_datasets(runs["dataset"].unique())
+    header = ["Reading", "What", "Scale control"]
+    for dataset in datasets:
+        header += [f"{dataset_label(dataset)}: − {reference}", f"{dataset_label(dataset)}: − control"]
+    lines = []
+    for row in reading_rows(runs, reference=reference, control=control, matched=matched):
+        cells = [row, describe_row(runs, row), f"`{controls[row]}`"]
+        for dataset in datasets:
+            cells.append(fmt_paired(*paired_difference(runs, dataset, row, reference, metric)))
+            cells.append(fmt_paired(*paired_difference(runs, dataset, row, controls[row], metric)))
+        lines.append(cells)
+    return render_markdown(header, lines, align="lll" + "r" * (len(header) - 3))
 
 
 def diagnostics_table(runs: pd.DataFrame) -> str:
@@ -241,17 +297,24 @@ def diagnostics_table(runs: pd.DataFrame) -> str:
 
 
 def write_study_reports(runs: pd.DataFrame, per_epoch: pd.DataFrame, out_dir: str | Path, *, reference: str,
-                        control: str | None = None, suite: str = "") -> list[Path]:
-    """study.csv, study.md, diagnostics.csv, diagnostics.md, study.png, diagnostics.png and README.md."""
+                        control: str | None = None, matched: Mapping[str, str] | None = None,
+                        suite: str = "") -> list[Path]:
+    """study.csv, study.md, diagnostics.csv, diagnostics.md, study.png, diagnostics.png and README.md.
+
+    ``matched`` maps a reading's row to its own scale control's row (trained with that reading's
+    measured gradient scale); other rows are paired with ``control``."""
     from hcm.report.study_figures import plot_study, plot_study_diagnostics
 
     out = Path(out_dir)
-    for name in [reference, *([control] if control else [])]:
+    matched = dict(matched or {})
+    for name in [reference, *([control] if control else []), *matched, *matched.values()]:
         if name not in set(runs["row"]):
             raise HCMError(f"study row {name!r} (a reference for the paired differences) has no runs; "
                            f"rows: {', '.join(runs['row'].unique())}")
     written = [write_csv(runs, out / "study.csv"), write_csv(per_epoch, out / "diagnostics.csv")]
-    table = study_table(runs, reference=reference, control=control)
+    table = study_table(runs, reference=reference, control=control, matched=matched)
+    headline = {m: readings_table(runs, reference=reference, control=control, matched=matched, metric=m)
+                for m in ("mAP", "val_mAP")}
     best, best_val = val_best(runs)
     decision = (f"**Validation-best row: `{best}`** (mean validation mAP {best_val:.1f}%, averaged over the "
                 f"datasets' seed means; candidates: every row but the reference bounds). Chosen on the "
@@ -259,9 +322,18 @@ def write_study_reports(runs: pd.DataFrame, per_epoch: pd.DataFrame, out_dir: st
                 "columns are for reading, never for choosing." if best else
                 "No validation scores were recorded (dataset.val_fraction = 0?): no row can be chosen.")
     caption = (f"Final checkpoint of every run; mean ± std over seeds. Δ columns: the paired per-seed "
-               f"difference to `{reference}`" + (f" and to the scale control `{control}`" if control else "")
+               f"difference to `{reference}`" + (" and to the row's scale control (`no_dynamic` with L_id × the "
+                                                 "gradient scale measured on that row's reading, or "
+                                                 f"`{control}`)" if control or matched else "")
                + ", mean ± std over the common seeds (n).")
-    written.append(atomic_write_text(out / "study.md", f"{caption}\n\n{decision}\n\n{table}\n"))
+    headline_caption = (f"Does the dynamic factor help, apart from L_id's gradient scale? Paired per-seed "
+                        f"differences (mean ± std, n seeds): `− {reference}` = the reading against ClusterNCE "
+                        "(factor and L_id's scale change together); `− control` = against the reading's scale "
+                        "control (L_id's gradient scale matched, only the reweighting differs).")
+    headline_md = (f"{headline_caption}\n\nTest mAP (points):\n\n{headline['mAP']}\n\n"
+                   f"Validation mAP (points):\n\n{headline['val_mAP']}")
+    written.append(atomic_write_text(out / "study.md", f"{caption}\n\n{decision}\n\n## The readings against "
+                                     f"their controls\n\n{headline_md}\n\n## Every row\n\n{table}\n"))
     diag = diagnostics_table(runs)
     diag_caption = ("Gradient-scale diagnostics per row (means over datasets, seeds and epochs; max δ and max w "
                     "the largest of any epoch's mean over its steps of the batch maximum). Effective gradient "
@@ -274,7 +346,8 @@ def write_study_reports(runs: pd.DataFrame, per_epoch: pd.DataFrame, out_dir: st
     written += [fig, diag_fig]
     lines = [f"# Readings study{f' (`{suite}` suite)' if suite else ''}", "",
              "Generated by `snakemake study --cores all` (docs/workflow.md); not part of the default run.", "",
-             caption, "", decision, "", table, "",
+             decision, "", "## The readings against their controls", "", headline_md, "",
+             "## Every row", "", caption, "", table, "",
              "Files: [study.csv](study.csv) · [study.md](study.md) · [diagnostics.csv](diagnostics.csv) · "
              "[diagnostics.md](diagnostics.md)", "",
              "![test and validation mAP per row and seed](study.png)", "",

@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from hcm.cli import main
 from hcm.config import load_train_config
 from hcm.errors import HCMError
 from hcm.report.study import (
     collect_study,
     measured_scale,
     paired_difference,
+    readings_table,
+    row_controls,
     val_best,
     write_scaled_recipe,
     write_study_reports,
@@ -31,7 +34,7 @@ SCORES = {
     "supervised": {0: (60.0, 90.0), 1: (61.0, 91.0), 2: (59.0, 92.0)},
 }
 VARIANT = {"hcm": "hcm", "hcm_focal_raw": "hcm", "no_dynamic": "no_dynamic", "scale_control": "no_dynamic",
-           "supervised": "supervised"}
+           "scale_control_focal_raw": "no_dynamic", "supervised": "supervised"}
 
 
 def make_run(root: Path, dataset: str, row: str, seed: int, test: float, val: float, *, scale: float = 2.0,
@@ -149,3 +152,38 @@ def test_figures_plot_every_run_and_every_epoch(study) -> None:
     assert list(hcm_line.get_ydata()) == pytest.approx([0.3, 0.35, 0.4])
     control = next(line for line in scale.get_lines() if line.get_label() == "scale_control")
     assert list(control.get_ydata()) == pytest.approx([1.5, 3.0, 4.5])  # the factor's scale x L_id's weight 3
+
+
+def test_each_reading_is_paired_with_its_own_scale_control(study, tmp_path: Path) -> None:
+    # focal_raw's own control (its measured scale): test mAP 44, 46, 45 -> focal_raw minus it: +2, -1, +2
+    own = [make_run(tmp_path / "runs", "synth-market", "scale_control_focal_raw", seed, test, 70.0, scale=1.0,
+                    weight=0.3) for seed, test in enumerate([44.0, 46.0, 45.0])]
+    runs, per_epoch = collect_study({**study, "scale_control_focal_raw": own})
+    matched = {"hcm_focal_raw": "scale_control_focal_raw"}
+    controls = row_controls(list(runs["row"].unique()), "scale_control", matched)
+    assert controls["hcm_focal_raw"] == "scale_control_focal_raw" and controls["hcm"] == "scale_control"
+    assert "scale_control" not in controls and "scale_control_focal_raw" not in controls  # controls have none
+    headline = readings_table(runs, reference="no_dynamic", control="scale_control", matched=matched)
+    lines = {line.split("|")[1].strip(): line for line in headline.splitlines()[2:]}
+    assert set(lines) == {"hcm", "hcm_focal_raw"}  # the readings only: no reference, control or bound
+    # hcm - no_dynamic: -3, -1, -1 ; hcm - scale_control on seeds 0, 1: -1, +1
+    assert "-1.7 ± 1.2 (n=3)" in lines["hcm"] and "+0.0 ± 1.4 (n=2)" in lines["hcm"]
+    # focal_raw - no_dynamic: +3, 0, +5 ; focal_raw - its own control: +2, -1, +2
+    assert "+2.7 ± 2.5 (n=3)" in lines["hcm_focal_raw"] and "+1.0 ± 1.7 (n=3)" in lines["hcm_focal_raw"]
+    assert "`scale_control_focal_raw`" in lines["hcm_focal_raw"]
+    out = tmp_path / "reports"
+    write_study_reports(runs, per_epoch, out, reference="no_dynamic", control="scale_control", matched=matched)
+    readme = (out / "README.md").read_text()
+    assert "## The readings against their controls" in readme and "+1.0 ± 1.7 (n=3)" in readme
+    with pytest.raises(HCMError, match="'scale_control_nope'"):
+        write_study_reports(runs, per_epoch, out, reference="no_dynamic", matched={"hcm": "scale_control_nope"})
+
+
+def test_the_cli_pairs_readings_with_the_controls_it_is_given(study, tmp_path: Path, capsys) -> None:
+    args = ["report", "study", "--out-dir", str(tmp_path / "out"), "--reference", "no_dynamic",
+            "--control", "scale_control"]
+    rows = [arg for row, dirs in study.items() for arg in ["--row", row, *map(str, dirs)]]
+    assert main([*args, "--matched-control", "hcm_focal_raw=scale_control", *rows]) == 0
+    assert "14 study runs, 5 rows" in capsys.readouterr().out
+    assert main([*args, "--matched-control", "hcm_focal_raw", *rows]) != 0
+    assert "give ROW=CONTROL" in capsys.readouterr().err

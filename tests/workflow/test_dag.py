@@ -152,6 +152,9 @@ def test_study_target(tmp_path: Path, recipes: Path) -> None:
     assert scale.split(" > ")[0].endswith("results/synthetic/study/synth-market/hcm/seed1")
     report = next(c for c in cmds if c.startswith("hcm report study"))
     assert "--reference no_dynamic --control scale_control" in report
+    for name, row in study["rows"].items():  # each scale-controlled reading is paired with its own control
+        if row.get("scale_from"):
+            assert f"--matched-control {row['scale_from']}={name}" in report
     assert "--row hcm_memory_hybrid results/synthetic/study/synth-market/hcm_memory_hybrid/seed0" in report
 
 

@@ -178,7 +178,9 @@ def test_smoke_study_end_to_end(smoke_run, tmp_path: Path) -> None:
     epochs = pd.read_csv(runs / "hcm" / "seed0" / "epochs.csv")
     assert epochs[["id_grad_scale", "gshare_identity", "gnorm_identity", "gnorm_image"]].notna().all().all()
     md = (reports / "study.md").read_text()
-    assert "Validation-best row:" in md and "Δ test mAP vs no_dynamic" in md and "Δ val mAP vs scale_control" in md
+    assert "Validation-best row:" in md and "Δ test mAP vs no_dynamic" in md and "Δ val mAP vs control" in md
+    headline = md.split("## The readings against their controls")[1].split("## Every row")[0]
+    assert "| hcm " in headline and "`scale_control`" in headline  # hcm paired with its scale control
     for name in ("study.png", "diagnostics.png", "diagnostics.md", "diagnostics.csv", "README.md"):
         assert (reports / name).stat().st_size > 0
     again = snakemake(copy, "study", "-n", config={"suite": SUITE})

@@ -347,6 +347,12 @@ def knob_args(groups):
     return " ".join(f"--knob {shlex.quote(k)} " + " ".join(map(shlex.quote, runs)) for k, runs in groups.items())
 
 
+def matched_control_args():
+    """`--matched-control ROW=CONTROL` for each study row that is some control's `scale_from`."""
+    pairs = [(row["scale_from"], name) for name, row in STUDY_ROWS.items() if row.get("scale_from")]
+    return " ".join(f"--matched-control {shlex.quote(f'{src}={ctrl}')}" for src, ctrl in pairs)
+
+
 def row_args(groups):
     """`--row ROW RUN_DIR ...` per study row, for `hcm report study`."""
     return " ".join(f"--row {shlex.quote(r)} " + " ".join(map(shlex.quote, runs)) for r, runs in groups.items())

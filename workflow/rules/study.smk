@@ -61,6 +61,7 @@ rule study_report:
         rows=lambda w: row_args(study_runs_by_row()),
         reference=lambda w: shlex.quote(STUDY["reference"]),
         control=lambda w: f"--control {shlex.quote(STUDY['control'])}" if STUDY.get("control") else "",
+        matched=lambda w: matched_control_args(),
     threads: rule_resources("report")["threads"]
     resources:
         mem_mb=rule_resources("report")["mem_mb"],
@@ -69,4 +70,4 @@ rule study_report:
         CONDA_ENV
     shell:
         "hcm report study --out-dir {params.out_dir} --suite {params.suite} --reference {params.reference} "
-        "{params.control} {params.rows} > {log} 2>&1"
+        "{params.control} {params.matched} {params.rows} > {log} 2>&1"
