@@ -165,18 +165,24 @@ def candidate_rows(runs: pd.DataFrame) -> list[str]:
     return [r for r in runs["row"].unique() if not is_reference(str(runs[runs["row"] == r]["variant"].iloc[0]))]
 
 
-def val_best(runs: pd.DataFrame, dataset: str | None = None) -> tuple[str | None, float]:
-    """The candidate row with the highest mean validation mAP (on ``dataset``, or averaged over the
-    datasets' means). Chosen on the validation split only."""
-    sub = runs[runs["row"].isin(candidate_rows(runs))]
+def val_ranking(runs: pd.DataFrame, rows: Sequence[str] | None = None, dataset: str | None = None) -> pd.Series:
+    """Mean validation mAP per row (on ``dataset``, or the mean of the datasets' seed means), best first,
+    over ``rows`` (default: :func:`candidate_rows`). Computed on the validation split only."""
+    sub = runs[runs["row"].isin(candidate_rows(runs) if rows is None else list(rows))]
     if dataset is not None:
         sub = sub[sub["dataset"] == dataset]
     per = sub.groupby(["dataset", "row"], sort=False)["val_mAP"].mean().groupby(level="row", sort=False).mean()
-    per = per.dropna()
+    return per.dropna().sort_values(ascending=False, kind="stable")
+
+
+def val_best(runs: pd.DataFrame, dataset: str | None = None,
+             rows: Sequence[str] | None = None) -> tuple[str | None, float]:
+    """The row (of ``rows``, default the candidates) with the highest mean validation mAP (on ``dataset``,
+    or averaged over the datasets' means). Chosen on the validation split only."""
+    per = val_ranking(runs, rows, dataset)
     if per.empty:
         return None, math.nan
-    best = str(per.idxmax())
-    return best, float(per[best])
+    return str(per.index[0]), float(per.iloc[0])
 
 
 def describe_row(runs: pd.DataFrame, row: str) -> str:
@@ -296,6 +302,27 @@ def diagnostics_table(runs: pd.DataFrame) -> str:
     return render_markdown(header, lines, align="l" + "r" * 8)
 
 
+def study_decision(runs: pd.DataFrame, *, reference: str, control: str | None,
+                   matched: Mapping[str, str] | None = None) -> str:
+    """Markdown: the validation-best reading (the default the main suites adopt) and its runner-up, and
+    the validation-best row of all unsupervised rows; taken on the validation split only."""
+    best, best_val = val_best(runs)
+    if best is None:
+        return "No validation scores were recorded (dataset.val_fraction = 0?): no row can be chosen."
+    readings = val_ranking(runs, reading_rows(runs, reference=reference, control=control, matched=matched))
+    text = ""
+    if len(readings):
+        ranked = [f"`{row}` {value:.1f}%" for row, value in readings.items()]
+        text = (f"**Validation-best reading: `{readings.index[0]}`** (the default the main suites adopt); "
+                + (f"runner-up `{readings.index[1]}` ({readings.iloc[0] - readings.iloc[1]:+.1f} points "
+                   "ahead of it). " if len(readings) > 1 else "")
+                + f"Mean validation mAP of the readings: {', '.join(ranked)}. ")
+    return (text + f"**Validation-best row: `{best}`** (mean validation mAP {best_val:.1f}%, averaged over the "
+            f"datasets' seed means; candidates: every row but the reference bounds). Chosen on the "
+            "validation split (held-out training identities, `dataset.val_fraction`) only; the test "
+            "columns are for reading, never for choosing.")
+
+
 def write_study_reports(runs: pd.DataFrame, per_epoch: pd.DataFrame, out_dir: str | Path, *, reference: str,
                         control: str | None = None, matched: Mapping[str, str] | None = None,
                         suite: str = "") -> list[Path]:
@@ -315,12 +342,7 @@ def write_study_reports(runs: pd.DataFrame, per_epoch: pd.DataFrame, out_dir: st
     table = study_table(runs, reference=reference, control=control, matched=matched)
     headline = {m: readings_table(runs, reference=reference, control=control, matched=matched, metric=m)
                 for m in ("mAP", "val_mAP")}
-    best, best_val = val_best(runs)
-    decision = (f"**Validation-best row: `{best}`** (mean validation mAP {best_val:.1f}%, averaged over the "
-                f"datasets' seed means; candidates: every row but the reference bounds). Chosen on the "
-                "validation split (held-out training identities, `dataset.val_fraction`) only; the test "
-                "columns are for reading, never for choosing." if best else
-                "No validation scores were recorded (dataset.val_fraction = 0?): no row can be chosen.")
+    decision = study_decision(runs, reference=reference, control=control, matched=matched)
     caption = (f"Final checkpoint of every run; mean ± std over seeds. Δ columns: the paired per-seed "
                f"difference to `{reference}`" + (" and to the row's scale control (`no_dynamic` with L_id × the "
                                                  "gradient scale measured on that row's reading, or "
