@@ -145,13 +145,14 @@ def test_study_target(tmp_path: Path, recipes: Path) -> None:
     for part in ["--set variant=identity_only", "--set optim.epochs=12", "--set dataset.val_fraction=0.2",
                  "--set loss.terms.identity.factor=focal_raw", "--set seed=2", "synth-small.yaml"]:
         assert part in raw, (part, raw)
-    control = next(c for c in cmds if "hcm train" in c and "study/synth-market/scale_control/seed1 " in c)
-    assert "--config results/synthetic/study/synth-market/scale_control/seed1.scale.yaml" in control
+    control = next(c for c in cmds if "hcm train" in c and "study/synth-market/scale_control_focal/seed1 " in c)
+    assert "--config results/synthetic/study/synth-market/scale_control_focal/seed1.scale.yaml" in control
     assert "--set variant=no_dynamic" in control
-    scale = next(c for c in cmds if c.startswith("hcm report scale-recipe") and "scale_control/seed1.scale" in c)
-    assert scale.split(" > ")[0].endswith("results/synthetic/study/synth-market/hcm/seed1")
+    scale = next(c for c in cmds if c.startswith("hcm report scale-recipe")
+                 and "scale_control_focal/seed1.scale" in c)
+    assert scale.split(" > ")[0].endswith("results/synthetic/study/synth-market/hcm_focal/seed1")
     report = next(c for c in cmds if c.startswith("hcm report study"))
-    assert "--reference no_dynamic --control scale_control" in report
+    assert "--reference no_dynamic --control scale_control_focal" in report
     for name, row in study["rows"].items():  # each scale-controlled reading is paired with its own control
         if row.get("scale_from"):
             assert f"--matched-control {row['scale_from']}={name}" in report
