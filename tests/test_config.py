@@ -76,16 +76,16 @@ def test_flat_loss_and_memory_keys_mean_the_terms_form() -> None:
                                        "memory.image.momentum=0.4", "memory.identity.momentum=0.05"])
     assert flat.to_dict() == terms.to_dict()
     assert flat.to_dict()["loss"] == {"terms": {
-        "identity": {"weight": 1.0, "factor": "focal", "gamma": 1.5, "tau": 0.05},
+        "identity": {"weight": 1.0, "factor": "hard_negatives", "gamma": 1.5, "tau": 0.05},
         "image": {"weight": 0.3, "tau_v": 0.1, "n_neg": 7}}}
     assert flat.to_dict()["memory"] == {"identity": {"rule": "momentum", "momentum": 0.05},
                                         "image": {"rule": "momentum", "momentum": 0.4}}
 
 
 @pytest.mark.parametrize(("variant", "terms", "factor"), [
-    ("hcm", ["identity", "image"], "focal"), ("baseline", ["identity"], "none"),
-    ("identity_only", ["identity"], "focal"), ("image_only", ["image"], None),
-    ("no_dynamic", ["identity", "image"], "none"), ("supervised", ["identity", "image"], "focal"),
+    ("hcm", ["identity", "image"], "hard_negatives"), ("baseline", ["identity"], "none"),
+    ("identity_only", ["identity"], "hard_negatives"), ("image_only", ["image"], None),
+    ("no_dynamic", ["identity", "image"], "none"), ("supervised", ["identity", "image"], "hard_negatives"),
 ])
 def test_variant_overlays_give_the_terms_of_method_md(variant: str, terms: list[str], factor: str | None) -> None:
     cfg = load_train_config(RECIPE, [f"variant={variant}"])

@@ -16,10 +16,12 @@ from pydantic import Field, field_validator
 from hcm.losses import DYNAMIC_FACTORS, identity_parts
 from hcm.memory import Memory
 from hcm.terms.base import Batch, LogValues, MemoryRequest, TermOptions, register_loss_term
+from hcm.variants import DEFAULT_FACTOR
 
 
 class IdentityOptions(TermOptions):
-    factor: str = Field("focal", description="registered dynamic factor form (hcm.losses.DYNAMIC_FACTORS)")
+    factor: str = Field(DEFAULT_FACTOR, description="registered dynamic factor form (hcm.losses.DYNAMIC_FACTORS); "
+                                                    "default: the readings study's choice")
     gamma: float = Field(2.0, ge=0, description="hardness parameter of the dynamic factor: focal's and "
                                                 "focal_raw's exponent, hard_negatives' beta")
     tau: float = Field(0.05, gt=0, description="temperature of L_id")
