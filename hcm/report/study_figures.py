@@ -57,6 +57,69 @@ def study_figure(runs: pd.DataFrame, *, reference: str) -> Figure:
         return fig
 
 
+def _paired(runs: pd.DataFrame, dataset: str, row: str, other: str, metric: str) -> pd.Series:
+    """Per seed: ``metric(row) - metric(other)`` on ``dataset`` (the seeds both have)."""
+    sub = runs[runs["dataset"] == dataset]
+    a = sub[sub["row"] == row].set_index("seed")[metric]
+    b = sub[sub["row"] == other].set_index("seed")[metric]
+    return (a - b).dropna()
+
+
+def readings_figure(runs: pd.DataFrame, readings: list[str], controls: dict[str, str], *,
+                    reference: str) -> Figure:
+    """The study's question as a picture: per dataset (columns) and split (rows of panels: test, validation),
+    each reading's paired per-seed difference to ``reference`` (the factor and L_id's scale together) and
+    to its own scale control (the reweighting alone), seeds as dots and the mean as a bar; 0 = no effect."""
+    datasets = order_datasets(runs["dataset"].unique())
+    if not readings:
+        with figure_style():
+            fig = Figure(figsize=(6.0, 1.6))
+            ax = fig.subplots()
+            ax.axis("off")
+            ax.text(0.5, 0.5, "No reading has a scale control in this study (rows with scale_from)",
+                    ha="center", va="center")
+            return fig
+    y = np.arange(len(readings))[::-1]
+    pos = dict(zip(readings, y, strict=True))
+    comparisons = ((reference, f"− {reference} (factor + L_id scale)", "#0072B2", 0.16, "o"),
+                   (None, "− its scale control (factor alone)", "#D55E00", -0.16, "D"))
+    splits = (("mAP", "test mAP"), ("val_mAP", "validation mAP"))
+    with figure_style():
+        fig = Figure(figsize=(4.0 * len(datasets) + 2.2, 0.55 * len(readings) * len(splits) + 2.2))
+        axes = fig.subplots(len(splits), len(datasets), sharey=True, squeeze=False)
+        for i, (metric, split_label) in enumerate(splits):
+            for j, dataset in enumerate(datasets):
+                ax = axes[i][j]
+                ax.axvline(0.0, color="0.3", linewidth=1.0)
+                for other, label, color, offset, marker in comparisons:
+                    for row in readings:
+                        diff = _paired(runs, dataset, row, other or controls[row], metric)
+                        if diff.empty:
+                            continue
+                        ys = np.full(len(diff), pos[row] + offset)
+                        ax.scatter(diff.values, ys, s=22, color=color, marker=marker, alpha=0.75, zorder=3,
+                                   label=label if row == readings[0] else None)
+                        mean = float(diff.mean())
+                        ax.plot([mean, mean], [pos[row] + offset - 0.13, pos[row] + offset + 0.13], color=color,
+                                linewidth=2.6, zorder=4)
+                if i == 0:
+                    ax.set_title(dataset_label(dataset), fontsize=10)
+                ax.set_xlabel(f"Δ {split_label} (points), paired per seed")
+        for ax in axes[:, 0]:
+            ax.set_yticks(y, readings)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.suptitle("Readings of the dynamic factor: dots = seeds, bar = mean; right of 0 = the reading helps",
+                     fontsize=10)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        return fig
+
+
+def plot_readings(runs: pd.DataFrame, readings: list[str], controls: dict[str, str], path: str | Path, *,
+                  reference: str) -> Path:
+    return save_figure(readings_figure(runs, readings, controls, reference=reference), path)
+
+
 def plot_study(runs: pd.DataFrame, path: str | Path, *, reference: str) -> Path:
     return save_figure(study_figure(runs, reference=reference), path)
 

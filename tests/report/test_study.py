@@ -106,7 +106,7 @@ def test_study_reports_are_written(study, tmp_path: Path) -> None:
                                   suite="test")
     names = {p.name for p in written}
     assert names == {"study.csv", "diagnostics.csv", "study.md", "diagnostics.md", "study.png", "diagnostics.png",
-                     "README.md"}
+                     "readings.png", "README.md"}
     table = (out / "study.md").read_text()
     assert "Validation-best row: `hcm_focal_raw`" in table and "**hcm_focal_raw** (val-best)" in table
     hcm_line = next(line for line in table.splitlines() if line.startswith("| hcm |"))
@@ -176,7 +176,7 @@ def test_each_reading_is_paired_with_its_own_scale_control(study, tmp_path: Path
     readme = (out / "README.md").read_text()
     assert "## The readings against their controls" in readme and "+1.0 ± 1.7 (n=3)" in readme
     # the readings (hcm rows) ranked on validation mAP: focal_raw 74.0, hcm 70.33 -> runner-up 3.7 behind
-    assert "**Validation-best reading: `hcm_focal_raw`**" in readme and "runner-up `hcm` (+3.7 points" in readme
+    assert "**Validation-best reading: `hcm_focal_raw`**" in readme and "runner-up `hcm`, 3.7 points behind" in readme
     with pytest.raises(HCMError, match="'scale_control_nope'"):
         write_study_reports(runs, per_epoch, out, reference="no_dynamic", matched={"hcm": "scale_control_nope"})
 
@@ -189,3 +189,19 @@ def test_the_cli_pairs_readings_with_the_controls_it_is_given(study, tmp_path: P
     assert "14 study runs, 5 rows" in capsys.readouterr().out
     assert main([*args, "--matched-control", "hcm_focal_raw", *rows]) != 0
     assert "give ROW=CONTROL" in capsys.readouterr().err
+
+
+def test_the_readings_figure_draws_every_paired_difference(study, tmp_path: Path) -> None:
+    from hcm.report.study_figures import readings_figure
+
+    own = [make_run(tmp_path / "runs", "synth-market", "scale_control_focal_raw", seed, test, 70.0, scale=1.0,
+                    weight=0.3) for seed, test in enumerate([44.0, 46.0, 45.0])]
+    runs, _ = collect_study({**study, "scale_control_focal_raw": own})
+    controls = {"hcm": "scale_control", "hcm_focal_raw": "scale_control_focal_raw"}
+    fig = readings_figure(runs, ["hcm", "hcm_focal_raw"], controls, reference="no_dynamic")
+    test_panel = fig.axes[0]
+    xs = sorted(x for coll in test_panel.collections for x in coll.get_offsets()[:, 0])
+    # hcm - no_dynamic: -3, -1, -1; focal_raw - no_dynamic: +3, 0, +5; hcm - scale_control: -1, +1;
+    # focal_raw - its own control: +2, -1, +2
+    assert xs == pytest.approx(sorted([-3, -1, -1, 3, 0, 5, -1, 1, 2, -1, 2]))
+    assert [t.get_text() for t in test_panel.get_yticklabels()] == ["hcm", "hcm_focal_raw"]

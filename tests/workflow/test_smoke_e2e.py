@@ -181,7 +181,7 @@ def test_smoke_study_end_to_end(smoke_run, tmp_path: Path) -> None:
     assert "Validation-best row:" in md and "Δ test mAP vs no_dynamic" in md and "Δ val mAP vs control" in md
     headline = md.split("## The readings against their controls")[1].split("## Every row")[0]
     assert "| hcm " in headline and "`scale_control`" in headline  # hcm paired with its scale control
-    for name in ("study.png", "diagnostics.png", "diagnostics.md", "diagnostics.csv", "README.md"):
+    for name in ("study.png", "diagnostics.png", "readings.png", "diagnostics.md", "diagnostics.csv", "README.md"):
         assert (reports / name).stat().st_size > 0
     again = snakemake(copy, "study", "-n", config={"suite": SUITE})
     assert "Nothing to be done" in again.stdout + again.stderr

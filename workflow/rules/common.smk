@@ -339,7 +339,7 @@ def study_report_outputs():
     if not STUDY:
         raise WorkflowError(f"suite {SUITE} has no `study:` section in the workflow config; add one to run the study")
     return [f"{STUDY_REPORTS}/{name}" for name in ("README.md", "study.csv", "study.md", "diagnostics.csv",
-                                                   "diagnostics.md", "study.png", "diagnostics.png")]
+                                                   "diagnostics.md", "study.png", "diagnostics.png", "readings.png")]
 
 
 def knob_args(groups):

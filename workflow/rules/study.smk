@@ -53,6 +53,8 @@ rule study_report:
         figure=report(f"{STUDY_REPORTS}/study.png", caption="../report/study.rst", category="Readings study"),
         diagnostics_figure=report(f"{STUDY_REPORTS}/diagnostics.png", caption="../report/study.rst",
                                   category="Readings study"),
+        readings_figure=report(f"{STUDY_REPORTS}/readings.png", caption="../report/study.rst",
+                               category="Readings study"),
     log:
         f"{RES}/logs/study_report.log",
     params:
