@@ -42,6 +42,7 @@ ENVIRONMENT_COLUMNS: tuple[str, ...] = ("cpu", "cpu_capability", "gpu", "torch")
 RUNS_COLUMNS: tuple[str, ...] = (
     *KEY, "run_dir", "status", "selected_epoch", "selection", "epochs", "train_wall_time_s", "eval_time_s",
     "num_queries", "num_valid_queries", "num_gallery", "rerank", "flip", "device", *ENVIRONMENT_COLUMNS,
+    "factor",
 )
 #: file names written by :func:`write_aggregate`
 FILES: dict[str, str] = {"results": "results.csv", "cmc": "cmc.csv", "curves": "curves.csv", "runs": "runs.csv"}
@@ -120,6 +121,19 @@ def read_epochs(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def identity_factor(run_dir: Path) -> str | None:
+    """The dynamic factor a run trained with (``loss.terms.identity.factor`` of its ``config.yaml``);
+    None without the identity term, without adaptation or without a config file."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    identity = ((config.get("loss") or {}).get("terms") or {}).get("identity")
+    if not config.get("adapt", True) or not isinstance(identity, dict):
+        return None
+    return identity.get("factor")
+
+
 def run_record(run_dir: Path, metrics: dict[str, Any], summary: dict[str, Any], n_epochs: int) -> dict[str, Any]:
     ckpt = metrics.get("checkpoint") or {}
     return {
@@ -138,6 +152,7 @@ def run_record(run_dir: Path, metrics: dict[str, Any], summary: dict[str, Any], 
         "rerank": metrics.get("rerank"), "flip": metrics.get("flip"),
         "device": metrics.get("device", summary.get("device")),
         **{key: (summary.get("environment") or {}).get(key) for key in ENVIRONMENT_COLUMNS},
+        "factor": identity_factor(run_dir),
     }
 
 

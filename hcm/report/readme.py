@@ -77,6 +77,17 @@ def describe_machines(runs: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def describe_factors(runs: pd.DataFrame) -> str:
+    """``hard_negatives`` in `hcm`, `identity_only`; ``none`` in `baseline`: each factor and the variants
+    whose runs used it (runs without L_id or without adaptation left out)."""
+    used = runs.dropna(subset=["factor"])
+    parts = []
+    for factor, group in used.groupby("factor", sort=False):
+        variants = order_variants(group["variant"].unique())
+        parts.append(f"`{factor}` in " + ", ".join(f"`{v}`" for v in variants))
+    return "; ".join(parts)
+
+
 def describe_failed_runs(runs: pd.DataFrame) -> str | None:
     """The runs whose ``status`` (``train_summary.json``) is not ``ok``, or None when there are none."""
     if not len(runs) or "status" not in runs:
@@ -136,6 +147,10 @@ def render_readme(*, suite: str, results: pd.DataFrame, runs: pd.DataFrame, tabl
         sel = runs["selection"].dropna().astype(str).value_counts()
         lines.append("- Reported checkpoint: " + ", ".join(f"{k} ({v} runs)" for k, v in sel.items())
                      + " -- never the best test-set epoch.")
+    if len(runs) and "factor" in runs and runs["factor"].notna().any():
+        lines.append(f"- Dynamic factor (`loss.terms.identity.factor`): {describe_factors(runs)} "
+                     "(the default reading was chosen on a validation split by the readings study: "
+                     "`docs/method.md`, \"Which reading is the default\").")
     failed = describe_failed_runs(runs)
     if failed:
         lines.append(f"- **Runs that did not train**: {failed}")

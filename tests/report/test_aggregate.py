@@ -74,6 +74,19 @@ def test_runs_table_tells_machines_apart(tmp_path: Path) -> None:
     assert runs.loc[2, ["cpu", "cpu_capability", "gpu", "torch"]].isna().all()
 
 
+def test_runs_table_records_the_factor_each_run_trained_with(tmp_path: Path) -> None:
+    dirs = {v: tmp_path / v for v in ("hcm", "baseline", "image_only", "untrained")}
+    for variant, run in dirs.items():
+        write_run(run, "synth-market", variant, 0)
+    focal = tmp_path / "focal"
+    write_run(focal, "synth-duke", "hcm", 0, overrides={"loss": {"terms": {"identity": {"factor": "focal"}}}})
+    runs = aggregate([*dirs.values(), focal]).runs.set_index(["dataset", "variant"])["factor"]
+    assert runs[("synth-market", "hcm")] == "hard_negatives" and runs[("synth-market", "baseline")] == "none"
+    assert runs[("synth-duke", "hcm")] == "focal"
+    # no identity term, no adaptation: no factor
+    assert pd.isna(runs[("synth-market", "image_only")]) and pd.isna(runs[("synth-market", "untrained")])
+
+
 def test_write_and_read_back(tmp_path: Path) -> None:
     dirs = write_suite(tmp_path / "runs", ["synth-market"], ["hcm"], [0])
     paths = write_aggregate(aggregate(dirs), tmp_path / "tables")

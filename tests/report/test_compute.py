@@ -102,3 +102,5 @@ def test_aggregate_and_build_write_jobs_csv_and_the_compute_section(bench, tmp_p
     assert "| `pretrain` | 1 | 60.0 | 60.0 | 110.0 | 1.83 | 900 |" in text
     assert "](tables/jobs.csv)" in text and "](tables/compute.md)" in text
     assert "| `train` | synth-market/hcm/seed0 | 20.0 | 38.0 | 500 |" in text
+    # the factor each variant trained with, from the runs' config.yaml
+    assert "- Dynamic factor (`loss.terms.identity.factor`): `hard_negatives` in `hcm`; `none` in `baseline`" in text
