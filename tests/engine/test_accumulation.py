@@ -48,7 +48,8 @@ def _grads(model: torch.nn.Module, images, batch, mems, terms, accum: int) -> tu
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_accumulation_1_2_4_give_the_same_gradient_and_logs(seed: int) -> None:
     images, batch, mems = _case(seed)
-    terms = LossConfig(lambda_img=0.7, n_neg=6, gamma=2.0).terms
+    # focal: the reading with a batch normaliser, the one accumulation could get wrong
+    terms = LossConfig(lambda_img=0.7, n_neg=6, gamma=2.0, dynamic_factor="focal").terms
     model = _Tiny()
     g1, p1 = _grads(model, images, batch, mems, terms, 1)
     for accum in (2, 4):
