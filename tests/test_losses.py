@@ -304,7 +304,7 @@ def test_total_loss_combines_terms_with_their_weights() -> None:
     cfg = LossConfig(lambda_img=0.3, n_neg=4)
     loss, parts = _total(q, ident, image, idx, y, cfg)
     opts = cfg.terms["identity"]
-    l_id = dynamic_contrast_loss(q, ident.features, y, tau=opts.tau, factor="focal", gamma=opts.gamma)
+    l_id = dynamic_contrast_loss(q, ident.features, y, tau=opts.tau, factor=opts.factor, gamma=opts.gamma)
     l_img = sample_constraint_loss(q, image.features, image.labels, idx, y, tau_v=cfg.terms["image"].tau_v, n_neg=4)
     torch.testing.assert_close(loss, l_id + 0.3 * l_img)
     assert parts["loss"] == pytest.approx(loss.item())
@@ -342,9 +342,10 @@ def test_hybrid_identity_memory_averages_the_banks() -> None:
     hybrid = IdentityMemory(ident.features, rule="hybrid", momentum=0.5)
     hybrid.update(q.detach(), y)  # the banks part ways: hard member vs batch mean
     assert not torch.equal(hybrid.banks[0], hybrid.banks[1])
-    loss, _ = total_loss(q, {"targets": y, "indices": idx}, {"identity": hybrid},
-                         LossConfig(terms={"identity": {}}).terms)
-    want = [dynamic_contrast_loss(q, bank, y, tau=0.05, factor="focal", gamma=2.0) for bank in hybrid.banks]
+    terms = LossConfig(terms={"identity": {}}).terms
+    loss, _ = total_loss(q, {"targets": y, "indices": idx}, {"identity": hybrid}, terms)
+    factor = terms["identity"].factor
+    want = [dynamic_contrast_loss(q, bank, y, tau=0.05, factor=factor, gamma=2.0) for bank in hybrid.banks]
     torch.testing.assert_close(loss, (want[0] + want[1]) / 2)
 
 
