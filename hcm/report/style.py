@@ -33,7 +33,7 @@ KNOB_LABELS: dict[str, str] = {
     "cluster.eps": "DBSCAN eps",
     "cluster.min_samples": "DBSCAN min_samples",
     "cluster.k1": "Jaccard k1",
-    "loss.terms.identity.gamma": "dynamic-factor exponent γ",
+    "loss.terms.identity.gamma": "dynamic-factor hardness γ",
     "loss.terms.image.weight": "image-loss weight λ",
     "loss.terms.identity.tau": "identity temperature τ",
     "loss.terms.image.tau_v": "image temperature τ_v",
