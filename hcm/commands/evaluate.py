@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="k-reciprocal re-ranking (default: the config's eval.rerank)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="average with horizontally flipped images (default: the config's eval.flip)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=run)
 
 
@@ -53,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
             f"{checkpoint}: not found; {run_dir} holds no finished run (train it, or finish it with "
             f"`hcm train --config RECIPE --out-dir {run_dir} --resume`), or pass --checkpoint FILE")
     cfg = load_train_config(config, args.overrides)
-    score(cfg, checkpoint, out, plot, run_dir=run_dir, rerank=args.rerank, flip=args.flip)
+    score(cfg, checkpoint, out, plot, run_dir=run_dir, rerank=args.rerank, flip=args.flip,
+          progress=not args.no_progress)
     return 0
 
 
 def score(cfg: TrainConfig, checkpoint: Path, out: Path, plot: Path | None, *, run_dir: Path | None = None,
-          rerank: bool | None = None, flip: bool | None = None) -> dict[str, Any]:
+          rerank: bool | None = None, flip: bool | None = None, progress: bool = True) -> dict[str, Any]:
     """Score ``checkpoint`` on the test split, write ``out`` (atomically) and the CMC ``plot``.
 
     What ``hcm evaluate`` does, and what ``hcm train --evaluate`` does in the training
@@ -68,7 +70,7 @@ def score(cfg: TrainConfig, checkpoint: Path, out: Path, plot: Path | None, *, r
     from hcm.report.figures import plot_cmc
     from hcm.utils.io import atomic_write_json
 
-    metrics = evaluate_checkpoint(cfg, checkpoint, rerank=rerank, flip=flip)
+    metrics = evaluate_checkpoint(cfg, checkpoint, rerank=rerank, flip=flip, progress=progress)
     if run_dir is not None and (run_dir / "train_summary.json").is_file():
         summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
         metrics["train_wall_time_s"] = summary.get("wall_time_s")

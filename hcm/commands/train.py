@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         from hcm.commands.evaluate import score
 
         score(cfg, args.out_dir / "model.pt", args.out_dir / "metrics.json", args.out_dir / "cmc.png",
-              run_dir=args.out_dir)
+              run_dir=args.out_dir, progress=not args.no_progress)
     if summary["status"] != "ok":
         print(f"hcm train: error: {args.out_dir}: status {summary['status']}: {summary.get('reason', '')}",
               file=sys.stderr)

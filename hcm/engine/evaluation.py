@@ -53,8 +53,9 @@ def evaluate_model(model: torch.nn.Module, query: pd.DataFrame, gallery: pd.Data
 
 
 def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, *, rerank: bool | None = None,
-                        flip: bool | None = None) -> dict[str, Any]:
-    """Score ``checkpoint`` on the test split of ``cfg.dataset``; a JSON-able dict of metrics.
+                        flip: bool | None = None, progress: bool = True) -> dict[str, Any]:
+    """Score ``checkpoint`` on the test split of ``cfg.dataset``; a JSON-able dict of metrics
+    (``progress``: tqdm bars for extraction and ranking).
 
     The dictionary records what was scored: dataset, variant, seed, the checkpoint's
     path, epoch and how it was selected, the evaluation options, and what it ran on
@@ -69,7 +70,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path, *, rerank: bool | No
     meta = load_weights(checkpoint)
     t0 = time.perf_counter()
     res = evaluate_model(model, splits.query, splits.gallery, cfg.input, eval_cfg, runtime,
-                         workers=cfg.runtime.workers, feeder=build_feeder(cfg, splits, runtime))
+                         workers=cfg.runtime.workers, feeder=build_feeder(cfg, splits, runtime), progress=progress)
     out = {
         "dataset": cfg.dataset.name, "variant": cfg.variant, "seed": cfg.seed,
         **res.to_dict(),

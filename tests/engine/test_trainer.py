@@ -76,18 +76,24 @@ def test_two_epoch_run_writes_every_file_and_evaluates(data_index: Path, tmp_pat
     assert (run / "cmc.png").stat().st_size > 0
 
 
-def test_train_evaluate_flag_writes_what_hcm_evaluate_writes(data_index: Path, tmp_path: Path) -> None:
+def test_train_evaluate_flag_writes_what_hcm_evaluate_writes(data_index: Path, tmp_path: Path, capsys) -> None:
     """`hcm train --evaluate` scores model.pt in the training process: same metrics.json as a
-    separate `hcm evaluate --run` (all but the timing), and the CMC plot."""
+    separate `hcm evaluate --run` (all but the timing), and the CMC plot; --no-progress holds for
+    the evaluation too (tqdm draws its bars on stderr)."""
     cfg = make_cfg(data_index, optim__epochs=1, eval__every=0)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     run = tmp_path / "run"
+    capsys.readouterr()
     assert main(["train", "--config", str(recipe), "--out-dir", str(run), "--no-progress", "--evaluate"]) == 0
+    assert "batch/s" not in capsys.readouterr().err
     in_train = json.loads((run / "metrics.json").read_text())
     assert (run / "cmc.png").stat().st_size > 0 and (run / "curves.png").read_bytes().startswith(b"\x89PNG")
     assert main(["evaluate", "--run", str(run), "--out", str(tmp_path / "again.json"),
-                 "--plot", str(tmp_path / "again.png")]) == 0
+                 "--plot", str(tmp_path / "again.png"), "--no-progress"]) == 0
+    assert "batch/s" not in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(run), "--out", str(tmp_path / "bars.json")]) == 0
+    assert "batch/s" in capsys.readouterr().err  # the bars are on by default: the check above can fail
     separate = json.loads((tmp_path / "again.json").read_text())
     assert in_train["train_wall_time_s"] is not None and in_train["checkpoint"]["epoch"] == 1
     for timing in ("eval_time_s",):
