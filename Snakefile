@@ -69,5 +69,6 @@ rule study:
     input:
         lambda w: [
             *study_report_outputs(),
+            f"{RES}/mlflow/study_runs.csv",
             *[f"{run}/metrics.json" for runs in study_runs_by_row().values() for run in runs],
         ],

@@ -7,7 +7,7 @@ concurrent writers). The layout in MLflow:
 - one experiment per suite, named ``hcm-<suite>`` (:func:`experiment_name`);
 - one MLflow run per run directory, identified by the tag ``hcm.run_key`` (the run
   directory relative to the suite's results folder, e.g. ``runs/synth-market/hcm/seed0``)
-  and tagged with ``suite``, ``dataset``, ``variant``, ``seed`` and ``group`` (``runs`` or
+  and tagged with ``suite``, ``dataset``, ``variant``, ``seed`` and ``group`` (``runs``, ``study`` or
   ``sweep``), plus what the run was computed on (:mod:`hcm.utils.environment`): ``env.*``
   from ``train_summary.json`` (training) and ``eval_env.*`` from ``metrics.json`` (evaluation),
   e.g. ``env.cpu_capability``, ``env.torch``, ``env.gpu``;

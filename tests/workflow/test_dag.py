@@ -139,7 +139,8 @@ def test_study_target(tmp_path: Path, recipes: Path) -> None:
     n_data, n_seeds = len(study["datasets"]), len(study["seeds"])
     controls = sum(1 for row in study["rows"].values() if row.get("scale_from"))
     assert job_counts(out) == {"prepare": 3, "pretrain": 1, "train_study": len(study["rows"]) * n_data * n_seeds,
-                               "study_scale": controls * n_data * n_seeds, "study_report": 1, "study": 1}
+                               "study_scale": controls * n_data * n_seeds, "study_report": 1, "mlflow_init": 1,
+                               "track_study": 1, "study": 1}
     cmds = shell_commands(out)
     raw = next(c for c in cmds if "hcm train" in c and "study/synth-duke/identity_only_focal_raw/seed2 " in c)
     for part in ["--set variant=identity_only", "--set optim.epochs=12", "--set dataset.val_fraction=0.2",
@@ -153,6 +154,9 @@ def test_study_target(tmp_path: Path, recipes: Path) -> None:
     assert scale.split(" > ")[0].endswith("results/synthetic/study/synth-market/hcm_focal/seed1")
     report = next(c for c in cmds if c.startswith("hcm report study"))
     assert "--reference no_dynamic --control scale_control_focal" in report
+    track = next(c for c in cmds if c.startswith("hcm track log") and "--group study" in c)
+    assert "--out results/synthetic/mlflow/study_runs.csv" in track
+    assert track.count("results/synthetic/study/") == len(study["rows"]) * n_data * n_seeds  # every study run
     for name, row in study["rows"].items():  # each scale-controlled reading is paired with its own control
         if row.get("scale_from"):
             assert f"--matched-control {row['scale_from']}={name}" in report

@@ -164,7 +164,7 @@ def test_smoke_study_end_to_end(smoke_run, tmp_path: Path) -> None:
     study = workflow_config()["suites"][SUITE]["study"]
     n_rows, n_seeds = len(study["rows"]), len(study["seeds"])
     assert job_counts(out.stdout + out.stderr) == {"train_study": n_rows * n_seeds, "study_scale": n_seeds,
-                                                   "study_report": 1, "study": 1}
+                                                   "study_report": 1, "track_study": 1, "study": 1}
     reports = copy / "reports" / SUITE / "study"
     table = pd.read_csv(reports / "study.csv")
     assert len(table) == n_rows * n_seeds and table["val_mAP"].between(0, 100).all()
@@ -181,6 +181,7 @@ def test_smoke_study_end_to_end(smoke_run, tmp_path: Path) -> None:
     assert "Validation-best row:" in md and "Δ test mAP vs no_dynamic" in md and "Δ val mAP vs control" in md
     headline = md.split("## The readings against their controls")[1].split("## Every row")[0]
     assert "| hcm " in headline and "`scale_control`" in headline  # hcm paired with its scale control
+    assert len(pd.read_csv(copy / "results" / SUITE / "mlflow" / "study_runs.csv")) == n_rows * n_seeds
     for name in ("study.png", "diagnostics.png", "readings.png", "diagnostics.md", "diagnostics.csv", "README.md"):
         assert (reports / name).stat().st_size > 0
     again = snakemake(copy, "study", "-n", config={"suite": SUITE})

@@ -73,3 +73,16 @@ rule study_report:
     shell:
         "hcm report study --out-dir {params.out_dir} --suite {params.suite} --reference {params.reference} "
         "{params.control} {params.matched} {params.rows} > {log} 2>&1"
+
+
+# The study's runs in the suite's MLflow experiment, tagged group=study (as the sweep's are group=sweep).
+use rule track_sweep as track_study with:
+    input:
+        experiment=f"{RES}/mlflow/experiment.json",
+        metrics=lambda w: [f"{run}/metrics.json" for runs in study_runs_by_row().values() for run in runs],
+    output:
+        f"{RES}/mlflow/study_runs.csv",
+    log:
+        f"{RES}/logs/track_study.log",
+    params:
+        group="study",

@@ -66,6 +66,7 @@ rule track_sweep:
         suite=SUITE,
         base=lambda w, input: os.path.dirname(os.path.dirname(input.experiment)),
         runs=lambda w, input: " ".join(shlex.quote(os.path.dirname(m)) for m in input.metrics),
+        group="sweep",
     threads: rule_resources("report")["threads"]
     resources:
         mem_mb=rule_resources("report")["mem_mb"],
@@ -74,4 +75,4 @@ rule track_sweep:
         CONDA_ENV
     shell:
         "hcm track log --tracking-uri {params.uri} {params.artifacts} "
-        "--suite {params.suite} --base {params.base} --group sweep --out {output} {params.runs} > {log} 2>&1"
+        "--suite {params.suite} --base {params.base} --group {params.group} --out {output} {params.runs} > {log} 2>&1"
