@@ -43,7 +43,8 @@ def make_run(root: Path, dataset: str, row: str, seed: int, test: float, val: fl
     run = root / dataset / row / f"seed{seed}"
     run.mkdir(parents=True)
     factor = "none" if VARIANT[row] == "no_dynamic" else ("focal_raw" if row.endswith("raw") else "focal")
-    config = {"variant": VARIANT[row], "seed": seed,
+    config = {"variant": VARIANT[row], "seed": seed, "optim": {"epochs": 12, "iters": 25},
+              "dataset": {"val_fraction": 0.2},
               "loss": {"terms": {"identity": {"weight": weight, "factor": factor, "gamma": 2.0, "tau": 0.05},
                                  "image": {"weight": 1.0}}},
               "memory": {"identity": {"rule": "momentum", "momentum": 0.1}}}
@@ -114,6 +115,8 @@ def test_study_reports_are_written(study, tmp_path: Path) -> None:
     assert "val mAP (%)" in table and "test mAP (%)" in table
     readme = (out / "README.md").read_text()
     assert "](study.png)" in readme and "](diagnostics.png)" in readme and "L_id share" in readme
+    assert ("Runs: 14 = 1 dataset(s) x 5 rows x 3 seed(s) (0, 1, 2); training: 12 epochs x 25 iterations"
+            in readme) and "validation split: 0.2 of the training identities" in readme
     with pytest.raises(HCMError, match="'nope'"):
         write_study_reports(runs, per_epoch, out, reference="nope")
 
