@@ -150,7 +150,7 @@ def test_study_target(tmp_path: Path, recipes: Path) -> None:
     assert "--config results/synthetic/study/synth-market/scale_control_focal/seed1.scale.yaml" in control
     assert "--set variant=no_dynamic" in control
     scale = next(c for c in cmds if c.startswith("hcm report scale-recipe")
-                 and "scale_control_focal/seed1.scale" in c)
+                 and "synth-market/scale_control_focal/seed1.scale" in c)
     assert scale.split(" > ")[0].endswith("results/synthetic/study/synth-market/hcm_focal/seed1")
     report = next(c for c in cmds if c.startswith("hcm report study"))
     assert "--reference no_dynamic --control scale_control_focal" in report
