@@ -124,9 +124,11 @@ def plot_study(runs: pd.DataFrame, path: str | Path, *, reference: str) -> Path:
     return save_figure(study_figure(runs, reference=reference), path)
 
 
-def diagnostics_figure(per_epoch: pd.DataFrame) -> Figure:
+def diagnostics_figure(per_epoch: pd.DataFrame, dashed: frozenset[str] = frozenset()) -> Figure:
     """Per dataset (columns): L_id's share of the gradient norm w.r.t. q and its effective gradient
-    scale times its weight per epoch (rows of panels), one line per study row (mean over seeds)."""
+    scale times its weight per epoch (rows of panels), one line per study row (mean over seeds);
+    the rows in ``dashed`` (the scale controls) drawn dashed, so a reading and its control that
+    coincide stay both visible."""
     datasets = order_datasets(per_epoch["dataset"].unique())
     rows = list(per_epoch["row"].unique())
     colors = _row_colors(rows)
@@ -142,7 +144,8 @@ def diagnostics_figure(per_epoch: pd.DataFrame) -> Figure:
                 for row in rows:
                     r = sub[sub["row"] == row].groupby("epoch")[col].mean().dropna()
                     if len(r):
-                        ax.plot(r.index, r.values, marker="o", markersize=3, color=colors[row], label=row)
+                        ax.plot(r.index, r.values, marker="o", markersize=3, color=colors[row], label=row,
+                                linestyle="--" if row in dashed else "-")
                 if i == 0:
                     ax.set_title(dataset_label(dataset), fontsize=10)
                 if j == 0:
@@ -162,5 +165,5 @@ def diagnostics_figure(per_epoch: pd.DataFrame) -> Figure:
         return fig
 
 
-def plot_study_diagnostics(per_epoch: pd.DataFrame, path: str | Path) -> Path:
-    return save_figure(diagnostics_figure(per_epoch), path)
+def plot_study_diagnostics(per_epoch: pd.DataFrame, path: str | Path, dashed: frozenset[str] = frozenset()) -> Path:
+    return save_figure(diagnostics_figure(per_epoch, dashed), path)

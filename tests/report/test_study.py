@@ -149,8 +149,10 @@ def test_figures_plot_every_run_and_every_epoch(study) -> None:
     xs = sorted(x for coll in ax.collections for x in coll.get_offsets()[:, 0])
     assert xs == pytest.approx(sorted([*runs["mAP"], *runs["val_mAP"]]))
     assert [t.get_text() for t in ax.get_yticklabels()] == list(runs["row"].unique())
-    fig = diagnostics_figure(per_epoch)
+    fig = diagnostics_figure(per_epoch, dashed=frozenset({"scale_control"}))
     share, scale = fig.axes[0], fig.axes[1]
+    styles = {line.get_label(): line.get_linestyle() for line in share.get_lines()}
+    assert styles["scale_control"] == "--" and styles["hcm"] == "-"
     hcm_line = next(line for line in share.get_lines() if line.get_label() == "hcm")
     assert list(hcm_line.get_ydata()) == pytest.approx([0.3, 0.35, 0.4])
     control = next(line for line in scale.get_lines() if line.get_label() == "scale_control")
