@@ -121,17 +121,22 @@ def read_epochs(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def identity_factor(run_dir: Path) -> str | None:
-    """The dynamic factor a run trained with (``loss.terms.identity.factor`` of its ``config.yaml``);
-    None without the identity term, without adaptation or without a config file."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def identity_options(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The identity term's options (``loss.terms.identity``: factor, gamma, weight, ...) of a resolved run
+    config; None without the identity term or without adaptation."""
     identity = ((config.get("loss") or {}).get("terms") or {}).get("identity")
     if not config.get("adapt", True) or not isinstance(identity, dict):
         return None
-    return identity.get("factor")
+    return identity
+
+
+def identity_factor(run_dir: Path) -> str | None:
+    """The dynamic factor a run trained with (``loss.terms.identity.factor`` of its ``config.yaml``);
+    None without the identity term, without adaptation or without a config file."""
+    if not (run_dir / "config.yaml").is_file():
+        return None
+    identity = identity_options(read_run_config(run_dir, "aggregated"))
+    return None if identity is None else identity.get("factor")
 
 
 def run_record(run_dir: Path, metrics: dict[str, Any], summary: dict[str, Any], n_epochs: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from hcm.errors import HCMError
-from hcm.report.aggregate import read_json, read_run_config, result_row, write_csv
+from hcm.report.aggregate import identity_options, read_json, read_run_config, result_row, write_csv
 from hcm.report.style import dataset_label, is_reference, order_datasets, variant_label
 from hcm.report.tables import DASH, fmt_mean_std, render_markdown
 from hcm.utils.io import atomic_write_text
@@ -105,7 +105,7 @@ def collect_study(rows: Mapping[str, Sequence[str | Path]]) -> tuple[pd.DataFram
             ep_path = run_dir / "epochs.csv"
             ep = trained_epochs(pd.read_csv(ep_path)) if ep_path.is_file() else pd.DataFrame()
             adapt = bool(config.get("adapt", True))
-            identity = _get(config, "loss", "terms", "identity") if adapt else None
+            identity = identity_options(config)
             rec: dict[str, Any] = {
                 "dataset": metrics["dataset"], "row": row, "variant": metrics["variant"], "seed": metrics["seed"],
                 "adapt": adapt, "factor": identity.get("factor") if identity else None,
@@ -142,14 +142,19 @@ def collect_study(rows: Mapping[str, Sequence[str | Path]]) -> tuple[pd.DataFram
     return df, per_epoch
 
 
-def paired_difference(runs: pd.DataFrame, dataset: str, row: str, reference: str,
-                      metric: str = "mAP") -> tuple[float, float, int]:
-    """Mean and sample std (ddof 1) over seeds of ``metric(row, seed) - metric(reference, seed)`` on
-    ``dataset``, using the seeds both rows have; NaN mean with no common seed, NaN std with one."""
+def paired_series(runs: pd.DataFrame, dataset: str, row: str, reference: str, metric: str = "mAP") -> pd.Series:
+    """Per seed: ``metric(row, seed) - metric(reference, seed)`` on ``dataset``, over the seeds both rows have."""
     sub = runs[runs["dataset"] == dataset]
     a = sub[sub["row"] == row].set_index("seed")[metric]
     b = sub[sub["row"] == reference].set_index("seed")[metric]
-    diff = (a - b).dropna()
+    return (a - b).dropna()
+
+
+def paired_difference(runs: pd.DataFrame, dataset: str, row: str, reference: str,
+                      metric: str = "mAP") -> tuple[float, float, int]:
+    """Mean and sample std (ddof 1) over seeds of :func:`paired_series`; NaN mean with no common seed,
+    NaN std with one."""
+    diff = paired_series(runs, dataset, row, reference, metric)
     n = len(diff)
     if n == 0:
         return math.nan, math.nan, 0

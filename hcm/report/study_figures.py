@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hcm.report.figures import save_figure
+from hcm.report.study import paired_series
 from hcm.report.style import dataset_label, figure_style, order_datasets, variant_color
 
 #: colours of study rows beyond their variant's own (rows of one variant differ by reading)
@@ -57,14 +58,6 @@ def study_figure(runs: pd.DataFrame, *, reference: str) -> Figure:
         return fig
 
 
-def _paired(runs: pd.DataFrame, dataset: str, row: str, other: str, metric: str) -> pd.Series:
-    """Per seed: ``metric(row) - metric(other)`` on ``dataset`` (the seeds both have)."""
-    sub = runs[runs["dataset"] == dataset]
-    a = sub[sub["row"] == row].set_index("seed")[metric]
-    b = sub[sub["row"] == other].set_index("seed")[metric]
-    return (a - b).dropna()
-
-
 def readings_figure(runs: pd.DataFrame, readings: list[str], controls: dict[str, str], *,
                     reference: str) -> Figure:
     """The study's question as a picture: per dataset (columns) and split (rows of panels: test, validation),
@@ -93,7 +86,7 @@ def readings_figure(runs: pd.DataFrame, readings: list[str], controls: dict[str,
                 ax.axvline(0.0, color="0.3", linewidth=1.0)
                 for other, label, color, offset, marker in comparisons:
                     for row in readings:
-                        diff = _paired(runs, dataset, row, other or controls[row], metric)
+                        diff = paired_series(runs, dataset, row, other or controls[row], metric)
                         if diff.empty:
                             continue
                         ys = np.full(len(diff), pos[row] + offset)
