@@ -265,8 +265,9 @@ def _millis(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
-def run_times(run_dir: str | Path) -> tuple[int, int] | None:
-    """(start, end) of a run's training in milliseconds since the epoch, from ``train_summary.json``.
+def run_times(run_dir: str | Path, summary: dict[str, Any] | None = None) -> tuple[int, int] | None:
+    """(start, end) of a run's training in milliseconds since the epoch, from ``train_summary.json``
+    (``summary``: its content when the caller has read it already).
 
     The end is its ``finished_at`` (UTC, written by the trainer; the file's modification time
     for summaries written without it), the start ``wall_time_s`` earlier (for a resumed run:
@@ -275,7 +276,8 @@ def run_times(run_dir: str | Path) -> tuple[int, int] | None:
     from datetime import datetime
 
     path = Path(run_dir) / "train_summary.json"
-    summary = _read_json(path)
+    if summary is None:
+        summary = _read_json(path)
     if not summary:
         return None
     finished = summary.get("finished_at")
@@ -338,15 +340,15 @@ def log_run_dir(client: Any, experiment_id: str, run_dir: str | Path, run_key: s
     config = _read_config(run_dir)
     params, values, metrics = run_payload(run_dir, config)
     # what the run was trained and evaluated on, as env.* and eval_env.* tags (absent records add none)
-    environments = {"env": _read_json(run_dir / "train_summary.json").get("environment"),
-                    "eval_env": metrics.get("environment")}
+    summary = _read_json(run_dir / "train_summary.json")
+    environments = {"env": summary.get("environment"), "eval_env": metrics.get("environment")}
     all_tags = {RUN_KEY_TAG: run_key, "run_dir": str(run_dir), **(tags or {}),
                 **flatten({k: v for k, v in environments.items() if isinstance(v, dict)})}
     for key in ("dataset", "variant", "seed"):
         if key in metrics:
             all_tags.setdefault(key, str(metrics[key]))
     run_name = run_key.split("/", 1)[1] if "/" in run_key else run_key
-    times = run_times(run_dir)
+    times = run_times(run_dir, summary)
     start, end = times if times else (None, None)
     run = client.create_run(experiment_id, start_time=start, tags=all_tags, run_name=run_name)
     run_id = run.info.run_id
