@@ -23,6 +23,7 @@ import yaml
 
 from hcm.errors import HCMError
 from hcm.report.aggregate import identity_options, read_json, read_run_config, result_row, write_csv
+from hcm.report.paired import paired_series
 from hcm.report.style import dataset_label, is_reference, order_datasets, variant_label
 from hcm.report.tables import DASH, fmt_mean_std, render_markdown
 from hcm.utils.io import atomic_write_text
@@ -140,14 +141,6 @@ def collect_study(rows: Mapping[str, Sequence[str | Path]]) -> tuple[pd.DataFram
     per_epoch = pd.DataFrame(epochs, columns=["dataset", "row", "seed", "epoch", *EPOCH_DIAGNOSTICS,
                                               "id_scale_weighted"])
     return df, per_epoch
-
-
-def paired_series(runs: pd.DataFrame, dataset: str, row: str, reference: str, metric: str = "mAP") -> pd.Series:
-    """Per seed: ``metric(row, seed) - metric(reference, seed)`` on ``dataset``, over the seeds both rows have."""
-    sub = runs[runs["dataset"] == dataset]
-    a = sub[sub["row"] == row].set_index("seed")[metric]
-    b = sub[sub["row"] == reference].set_index("seed")[metric]
-    return (a - b).dropna()
 
 
 def paired_difference(runs: pd.DataFrame, dataset: str, row: str, reference: str,

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hcm.report.figures import save_figure
-from hcm.report.study import paired_series
+from hcm.report.paired import paired_series
 from hcm.report.style import dataset_label, figure_style, order_datasets, variant_color
 
 #: colours of study rows beyond their variant's own (rows of one variant differ by reading)
