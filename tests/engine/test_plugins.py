@@ -181,8 +181,8 @@ def test_toy_backbone_from_outside_trains(data_index: Path, tmp_path: Path) -> N
     (plugin_dir / "tiny_backbone.py").write_text(textwrap.dedent(TINY_BACKBONE), encoding="utf-8")
     run = tmp_path / "run"
     _hcm(["train", "--config", str(_recipe(tmp_path, data_index)), "--out-dir", str(run), "--set",
-          "plugins=[tiny_backbone]", "--set", "model.arch=tiny_cnn", "--set", "optim.epochs=1", "--no-progress",
-          "--evaluate"], plugin_dir)
+          "plugins=[tiny_backbone]", "--set", "model.arch=tiny_cnn", "--set", "model.width=64",
+          "--set", "optim.epochs=1", "--no-progress", "--evaluate"], plugin_dir)
     import torch
 
     state = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
