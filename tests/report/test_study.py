@@ -184,6 +184,15 @@ def test_each_reading_is_paired_with_its_own_scale_control(study, tmp_path: Path
     assert "**Validation-best reading: `hcm_focal_raw`**" in readme and "runner-up `hcm`, 3.7 points behind" in readme
     with pytest.raises(HCMError, match="'scale_control_nope'"):
         write_study_reports(runs, per_epoch, out, reference="no_dynamic", matched={"hcm": "scale_control_nope"})
+    # two rows may share a control (a memory-rule row of a reading names that reading's control):
+    # hcm - scale_control_focal_raw: 40-44, 44-46, 41-45 = -4, -2, -4
+    shared = {**matched, "hcm": "scale_control_focal_raw"}
+    assert row_controls(list(runs["row"].unique()), "scale_control", shared)["hcm"] == "scale_control_focal_raw"
+    lines = {line.split("|")[1].strip(): line
+             for line in readings_table(runs, reference="no_dynamic", control="scale_control",
+                                        matched=shared).splitlines()[2:]}
+    assert set(lines) == {"hcm", "hcm_focal_raw"} and "-3.3 ± 1.2 (n=3)" in lines["hcm"]
+    assert "+1.0 ± 1.7 (n=3)" in lines["hcm_focal_raw"]
 
 
 def test_the_cli_pairs_readings_with_the_controls_it_is_given(study, tmp_path: Path, capsys) -> None:

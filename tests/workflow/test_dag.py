@@ -160,13 +160,20 @@ def test_study_target(tmp_path: Path, recipes: Path) -> None:
     for name, row in study["rows"].items():  # each scale-controlled reading is paired with its own control
         if row.get("scale_from"):
             assert f"--matched-control {row['scale_from']}={name}" in report
-    assert "--row hcm_memory_hybrid results/synthetic/study/synth-market/hcm_memory_hybrid/seed0" in report
+    # a memory-rule row of a reading is paired with that reading's control, which it names
+    assert "--matched-control hcm_hard_negatives_memory_hybrid=scale_control_hard_negatives" in report
+    assert report.count("--matched-control") == sum(bool(r.get("scale_from")) + bool(r.get("control"))
+                                                    for r in study["rows"].values())
+    assert ("--row hcm_focal_memory_hybrid results/synthetic/study/synth-market/hcm_focal_memory_hybrid/seed0"
+            in report)
 
 
 @pytest.mark.parametrize(("study", "message"), [
     ("datasets: [synth-veri2]", "synth-veri2"),
     ("reference: nope", "reference='nope' is not one of the study's rows"),
     ("rows: {a: {variant: hcm, scale_from: a}}", "scale_from='a' must name another row"),
+    ("rows: {a: {variant: hcm, control: a}}", "control='a' must name a scale control"),
+    ("rows: {a: {variant: hcm}, c: {variant: no_dynamic, scale_from: a, control: c}}", "control='c' must name"),
     ("rows: {a: {variant: magic}}", "magic"),
 ])
 def test_study_config_errors(tmp_path: Path, recipes: Path, study: str, message: str) -> None:

@@ -63,6 +63,11 @@ def _check_study():
         if source is not None and (source not in STUDY_ROWS or source == name or STUDY_ROWS[source].get("scale_from")):
             raise WorkflowError(f"config: {where}.rows.{name}.scale_from={source!r} must name another row "
                                 "that trains without scale_from (its runs' logged L_id gradient scale is copied)")
+        control = row.get("control")
+        if control is not None and (control not in STUDY_ROWS or not STUDY_ROWS[control].get("scale_from")
+                                    or row.get("scale_from")):
+            raise WorkflowError(f"config: {where}.rows.{name}.control={control!r} must name a scale control "
+                                "(a row with scale_from), and only on a row that is not a control itself")
 
 
 _check_study()
@@ -348,8 +353,10 @@ def knob_args(groups):
 
 
 def matched_control_args():
-    """`--matched-control ROW=CONTROL` for each study row that is some control's `scale_from`."""
+    """`--matched-control ROW=CONTROL` for each study row that is some control's `scale_from` and each row
+    that names its `control`."""
     pairs = [(row["scale_from"], name) for name, row in STUDY_ROWS.items() if row.get("scale_from")]
+    pairs += [(name, row["control"]) for name, row in STUDY_ROWS.items() if row.get("control")]
     return " ".join(f"--matched-control {shlex.quote(f'{src}={ctrl}')}" for src, ctrl in pairs)
 
 
