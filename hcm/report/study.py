@@ -328,7 +328,7 @@ def study_decision(runs: pd.DataFrame, *, reference: str, control: str | None,
     if len(readings):
         ranked = [f"`{row}` {value:.1f}%" for row, value in readings.items()]
         text = (f"**Validation-best reading: `{readings.index[0]}`** (the default the main suites adopt); "
-                + (f"runner-up `{readings.index[1]}`, {readings.iloc[0] - readings.iloc[1]:.1f} points "
+                + (f"runner-up `{readings.index[1]}`, {readings.iloc[0] - readings.iloc[1]:.2f} points "
                    "behind. " if len(readings) > 1 else "")
                 + f"Mean validation mAP of the readings: {', '.join(ranked)}. ")
     return (text + f"**Validation-best row: `{best}`** (mean validation mAP {best_val:.1f}%, averaged over the "
