@@ -61,7 +61,7 @@ rule sweep:
         lambda w: [
             *sweep_report_outputs(),
             f"{RES}/mlflow/sweep_runs.csv",
-            *[f"{run}/metrics.json" for runs in sweep_runs_by_knob().values() for run in runs],
+            *metrics_files(sweep_runs_by_knob()),
         ],
 
 
@@ -70,5 +70,5 @@ rule study:
         lambda w: [
             *study_report_outputs(),
             f"{RES}/mlflow/study_runs.csv",
-            *[f"{run}/metrics.json" for runs in study_runs_by_row().values() for run in runs],
+            *metrics_files(study_runs_by_row()),
         ],

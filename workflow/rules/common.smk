@@ -237,6 +237,11 @@ def sweep_runs_by_knob():
     return {k: [sweep_dir(k, v, s) for v in SWEEP["knobs"][k] for s in SWEEP.get("seeds", [0])] for k in KNOBS}
 
 
+def metrics_files(groups):
+    """`metrics.json` of every run of `groups` (name -> run directories: a sweep's knobs, a study's rows)."""
+    return [f"{run}/metrics.json" for runs in groups.values() for run in runs]
+
+
 def study_dir(dataset, row, seed):
     return f"{RES}/study/{dataset}/{row}/seed{seed}"
 

@@ -43,7 +43,7 @@ rule study_scale:
 
 rule study_report:
     input:
-        metrics=lambda w: [f"{run}/metrics.json" for runs in study_runs_by_row().values() for run in runs],
+        metrics=lambda w: metrics_files(study_runs_by_row()),
     output:
         readme=f"{STUDY_REPORTS}/README.md",
         csv=f"{STUDY_REPORTS}/study.csv",
@@ -79,7 +79,7 @@ rule study_report:
 use rule track_sweep as track_study with:
     input:
         experiment=f"{RES}/mlflow/experiment.json",
-        metrics=lambda w: [f"{run}/metrics.json" for runs in study_runs_by_row().values() for run in runs],
+        metrics=lambda w: metrics_files(study_runs_by_row()),
     output:
         f"{RES}/mlflow/study_runs.csv",
     log:

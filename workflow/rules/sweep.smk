@@ -23,7 +23,7 @@ use rule train as train_sweep with:
 
 rule sweep_report:
     input:
-        metrics=lambda w: [f"{run}/metrics.json" for runs in sweep_runs_by_knob().values() for run in runs],
+        metrics=lambda w: metrics_files(sweep_runs_by_knob()),
     output:
         readme=f"{SWEEP_REPORTS}/README.md",
         csv=f"{SWEEP_REPORTS}/sensitivity.csv",
@@ -55,7 +55,7 @@ rule sweep_report:
 rule track_sweep:
     input:
         experiment=f"{RES}/mlflow/experiment.json",
-        metrics=lambda w: [f"{run}/metrics.json" for runs in sweep_runs_by_knob().values() for run in runs],
+        metrics=lambda w: metrics_files(sweep_runs_by_knob()),
     output:
         f"{RES}/mlflow/sweep_runs.csv",
     log:
