@@ -165,7 +165,8 @@ def identity_parts(q: torch.Tensor, centroids: torch.Tensor, targets: torch.Tens
     form = DYNAMIC_FACTORS.get(factor)
     dtype = _compute_dtype(q, centroids)
     with _no_autocast(q.device):
-        logits = q.to(dtype) @ centroids.to(device=q.device, dtype=dtype).t() / tau
+        centroids = centroids.to(device=q.device, dtype=dtype)
+        logits = q.to(dtype) @ centroids.t() / tau
         log_p = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
         p = log_p.detach().exp()
         out = form(FactorInputs(logits.detach(), targets, p, tau), gamma=gamma)
@@ -177,8 +178,7 @@ def identity_parts(q: torch.Tensor, centroids: torch.Tensor, targets: torch.Tens
             log_p_loss = F.log_softmax(logits + _log_weights(neg_w, targets), dim=1).gather(
                 1, targets[:, None]).squeeze(1)
         loss = -(delta * log_p_loss).mean()
-        grad_scale = effective_gradient_scale(logits.detach(), targets, delta, neg_w,
-                                              centroids.to(device=q.device, dtype=dtype))
+        grad_scale = effective_gradient_scale(logits.detach(), targets, delta, neg_w, centroids)
     return IdentityParts(loss, delta, p, neg_w, grad_scale)
 
 
